@@ -1,0 +1,51 @@
+"""`python -m components render <stage>`: print every file a stage would push.
+
+Reads only Pulumi.<stage>.yaml: no AWS, no Pulumi engine. Encrypted values are
+shown as a placeholder, since only the engine can decrypt them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .config import SECRET_PLACEHOLDER, StageConfigError, parse_stage, values_from_stack_file
+from .render import render_files
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def render_stage(stage_name: str, project_dir: Path = PROJECT_DIR) -> str:
+    stack_file = project_dir / f"Pulumi.{stage_name}.yaml"
+    if not stack_file.is_file():
+        raise FileNotFoundError(f"no stack file {stack_file.name} in {project_dir}")
+    values = values_from_stack_file(stack_file)
+    # Rendering never needs the ssh key, so a stack without it still renders.
+    ssh = values.setdefault("ssh", {})
+    if isinstance(ssh, dict):
+        ssh.setdefault("privateKey", SECRET_PLACEHOLDER)
+    stage = parse_stage(stage_name, values)
+    sections = []
+    for file in render_files(stage, project_dir):
+        header = f"# ==> {file.path}  (mode {file.mode}, owner {file.owner}:{file.group})"
+        sections.append(f"{header}\n{file.content}")
+    return "\n".join(sections)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m components")
+    commands = parser.add_subparsers(dest="command", required=True)
+    render = commands.add_parser("render", help="print the files a stage would push")
+    render.add_argument("stage")
+    args = parser.parse_args(argv)
+    try:
+        print(render_stage(args.stage), end="")
+    except (StageConfigError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,511 @@
+"""Stage configuration: one typed model, validated before any resource exists.
+
+Every key lives under the ``sidekiq-fleet:`` namespace of ``Pulumi.<stage>.yaml``.
+Errors are collected by pydantic and reported all at once, each naming the
+config key (``sidekiq-fleet:hosts.sshIngressCidrs[0]``) and the expected form.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import posixpath
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+NAMESPACE = "sidekiq-fleet"
+# What `render` shows for encrypted stack values, which only the engine can decrypt.
+SECRET_PLACEHOLDER = "<secret: set in the stack, not shown>"
+
+# Debian's official AMIs (account 136693071363); the default user there is `admin`.
+DEBIAN_AMI_OWNER = "136693071363"
+DEBIAN_AMI_NAME = "debian-12-amd64-*"
+DEFAULT_AMI_USERS = {DEBIAN_AMI_OWNER: "admin", "099720109477": "ubuntu"}
+
+# Values that end up in unit files, sudoers and shell text are restricted to
+# characters that need no escaping in any of them; quoting is still applied.
+SAFE_PATH = r"^/[A-Za-z0-9._/@+-]*$"
+SAFE_WORD = r"^[A-Za-z0-9._/@:+=-]+$"
+POSIX_NAME = r"^[a-z_][a-z0-9_-]{0,31}$"
+UNIT_NAME = r"^[A-Za-z0-9_-]{1,64}$"
+APP_VERSION = r"^[A-Za-z0-9][A-Za-z0-9._+/-]{0,127}$"
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class StageConfigError(ValueError):
+    """Invalid stage configuration; ``problems`` holds one line per problem."""
+
+    def __init__(self, stage: str, problems: list[str]) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(
+            f"stage {stage!r} has {len(problems)} configuration problem(s):\n{lines}"
+        )
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+
+class AmiById(_Model):
+    id: str = Field(
+        pattern=r"^ami-[0-9a-f]{8,17}$", description="an AMI id such as ami-0123456789abcdef0"
+    )
+
+
+class AmiLookup(_Model):
+    owner: str = Field(
+        DEBIAN_AMI_OWNER,
+        pattern=r"^([0-9]{12}|amazon|self|aws-marketplace)$",
+        description="an AWS account id (12 digits), amazon, self or aws-marketplace",
+    )
+    name: str = Field(
+        DEBIAN_AMI_NAME,
+        min_length=1,
+        description="an AMI name filter such as debian-12-amd64-*",
+    )
+    architecture: Literal["x86_64", "arm64"] = Field("x86_64", description="x86_64 or arm64")
+
+
+def _check_cidr(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value, strict=True))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a CIDR with its host bits zero") from None
+
+
+Cidr = Annotated[str, AfterValidator(_check_cidr)]
+
+HostKey = Annotated[
+    str,
+    Field(
+        pattern=r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/=]+$",
+        description='an ssh public host key such as "ssh-ed25519 AAAAC3Nza..."',
+    ),
+]
+
+
+class Ec2Hosts(_Model):
+    provider: Literal["ec2"]
+    count: int = Field(ge=1, le=100, description="an integer from 1 to 100")
+    instance_type: str = Field(
+        "t3.small",
+        pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$",
+        description="an EC2 instance type such as t3.small",
+    )
+    ami: AmiById | AmiLookup = Field(
+        default_factory=AmiLookup,
+        description="{id: ami-...} or {owner, name, architecture}",
+    )
+    subnet_ids: list[
+        Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$", description="subnet-<hex>")]
+    ] = Field(min_length=1, description="a non-empty list of subnet ids; hosts are spread round-robin")
+    ssh_ingress_cidrs: list[Cidr] = Field(
+        min_length=1,
+        description="a non-empty list of CIDRs allowed to reach port 22, such as [203.0.113.0/24]",
+    )
+    allow_ssh_from_anywhere: bool = Field(
+        False, description="true to accept 0.0.0.0/0 or ::/0 in sshIngressCidrs"
+    )
+    ssh_address: Literal["public", "private"] = Field(
+        "public", description="public or private: the instance address used for ssh"
+    )
+    key_name: str | None = Field(
+        None, min_length=1, max_length=255, description="the name of an existing EC2 key pair"
+    )
+    public_key: str | None = Field(
+        None,
+        pattern=r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/=]+( .*)?$",
+        description="an OpenSSH public key line for a new EC2 key pair",
+    )
+    root_volume_size: int = Field(20, ge=8, le=16384, description="root volume size in GiB, 8 to 16384")
+    tags: dict[str, str] = Field(default_factory=dict, description="a map of tag names to strings")
+    iam_instance_profile: str | None = Field(
+        None, min_length=1, description="the name of an IAM instance profile"
+    )
+    cloud_init: str | None = Field(
+        None,
+        description="the team's own cloud-init user data (#cloud-config or a script), merged after ours",
+    )
+
+    @model_validator(mode="after")
+    def _check_hosts(self) -> Ec2Hosts:
+        open_cidrs = [c for c in self.ssh_ingress_cidrs if ipaddress.ip_network(c).prefixlen == 0]
+        if open_cidrs and not self.allow_ssh_from_anywhere:
+            raise ValueError(
+                f"sshIngressCidrs: {', '.join(open_cidrs)} opens ssh to the whole internet; "
+                "expected your office, VPN or bastion CIDRs, or allowSshFromAnywhere: true"
+            )
+        if (self.key_name is None) == (self.public_key is None):
+            raise ValueError(
+                "keyName: set exactly one of keyName or publicKey; expected the name of an "
+                "existing EC2 key pair, or publicKey with an OpenSSH public key line"
+            )
+        return self
+
+
+class ExistingHost(_Model):
+    name: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$", description="a short host name"
+    )
+    address: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9.:-]*$", description="an IP address or DNS name"
+    )
+    port: int = Field(22, ge=1, le=65535, description="a TCP port from 1 to 65535")
+    host_key: HostKey
+
+
+class ExistingHosts(_Model):
+    provider: Literal["existing"]
+    existing: list[ExistingHost] = Field(
+        min_length=1, description="a non-empty list of {address, port, hostKey}"
+    )
+
+    @model_validator(mode="after")
+    def _unique(self) -> ExistingHosts:
+        seen: set[tuple[str, int]] = set()
+        for host in self.existing:
+            if (host.address, host.port) in seen:
+                raise ValueError(
+                f"existing: {host.address}:{host.port} is listed twice; expected each host once"
+                )
+            seen.add((host.address, host.port))
+        names = [h.name for h in self.existing if h.name]
+        if len(names) != len(set(names)):
+            raise ValueError("existing: host names repeat; expected unique names")
+        return self
+
+
+class Ssh(_Model):
+    user: str | None = Field(
+        None,
+        pattern=POSIX_NAME,
+        description="the provisioning login user with passwordless sudo, such as admin",
+    )
+    private_key: SecretStr = Field(
+        description="an OpenSSH private key, set with pulumi config set --secret --path ssh.privateKey"
+    )
+    dial_error_limit: int = Field(30, ge=1, le=1000, description="an integer from 1 to 1000")
+    per_dial_timeout: int = Field(15, ge=1, le=300, description="seconds, 1 to 300")
+    ready_timeout: int = Field(
+        600, ge=10, le=3600, description="seconds to wait for port 22 on a new host, 10 to 3600"
+    )
+
+    @field_validator("private_key", mode="after")
+    @classmethod
+    def _looks_like_key(cls, key: SecretStr) -> SecretStr:
+        value = key.get_secret_value()
+        if value != SECRET_PLACEHOLDER and "PRIVATE KEY-----" not in value:
+            raise ValueError("not a PEM/OpenSSH private key")
+        return key
+
+
+class Sidekiq(_Model):
+    user: str = Field("deploy", pattern=POSIX_NAME, description="a POSIX user name such as deploy")
+    group: str | None = Field(None, pattern=POSIX_NAME, description="a POSIX group name")
+    app_dir: str | None = Field(
+        None,
+        pattern=SAFE_PATH,
+        description="an absolute path such as /var/www/<app>/<stage>/current",
+    )
+    environment: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_-]{1,64}$", description="a Rails environment name such as staging"
+    )
+    config_file: str = Field(
+        "config/sidekiq.yml",
+        pattern=r"^[A-Za-z0-9._/@+-]+$",
+        description="a path relative to appDir, or absolute",
+    )
+    command: str = Field(
+        "bundle exec sidekiq",
+        description="words like `bundle exec sidekiq` or `/home/deploy/.rbenv/shims/bundle exec sidekiq`",
+    )
+    login_shell: bool = Field(True, description="true to run the command through /bin/bash -lc")
+    timeout: int = Field(25, ge=1, le=3600, description="Sidekiq's -t shutdown timeout in seconds, 1 to 3600")
+    timeout_stop_sec: int | None = Field(
+        None, ge=6, le=7200, description="seconds, at least timeout + 5"
+    )
+    watchdog_sec: int = Field(10, ge=0, le=3600, description="seconds, 0 disables the watchdog")
+    restart_sec: int = Field(1, ge=0, le=3600, description="seconds, 0 to 3600")
+    unit_name: str = Field(
+        "sidekiq", pattern=UNIT_NAME, description="letters, digits, - and _ such as sidekiq"
+    )
+    scope: Literal["system", "user"] = Field("system", description="system or user")
+    unit_template: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9._/-]+\.j2$",
+        description="a jinja2 template path relative to the project, ending in .j2",
+    )
+
+    @field_validator("command", mode="after")
+    @classmethod
+    def _command_words(cls, command: str) -> str:
+        words = command.split()
+        if not words:
+            raise ValueError("must not be empty")
+        for word in words:
+            if not re.fullmatch(SAFE_WORD, word):
+                raise ValueError(f"word {word!r} has characters outside A-Z a-z 0-9 . _ / @ : + = -")
+        if "/" in words[0] and not words[0].startswith("/"):
+            raise ValueError(f"{words[0]!r} must be a bare command or an absolute path")
+        return " ".join(words)
+
+    @field_validator("app_dir", mode="after")
+    @classmethod
+    def _normal_path(cls, path: str | None) -> str | None:
+        if path is not None and (posixpath.normpath(path) != path or path == "/"):
+            raise ValueError("must be a normalized absolute path without .., // or a trailing /")
+        return path
+
+    @model_validator(mode="after")
+    def _stop_timeout(self) -> Sidekiq:
+        if self.timeout_stop_sec is not None and self.timeout_stop_sec < self.timeout + 5:
+            raise ValueError(
+                f"timeoutStopSec: {self.timeout_stop_sec} is below timeout + 5 = "
+                f"{self.timeout + 5}, so systemd would SIGKILL Sidekiq before it pushes unfinished "
+                f"jobs back to Redis; expected at least {self.timeout + 5}, or leave it unset"
+            )
+        if self.watchdog_sec == 1:
+            raise ValueError(
+                "watchdogSec: 1 is too short, Sidekiq pings at half of it; expected 0 (off) or 2+"
+            )
+        return self
+
+
+class Rollout(_Model):
+    batch_size: int = Field(1, ge=1, le=100, description="an integer from 1 to 100")
+    quiet_first: bool = Field(True, description="true to send TSTP and let busy workers drain first")
+    max_busy_wait: int = Field(
+        60, ge=0, le=3600, description="seconds to wait for busy workers after TSTP, 0 to 3600"
+    )
+
+
+def _single_line(value: SecretStr) -> SecretStr:
+    if any(c in value.get_secret_value() for c in "\n\r\x00"):
+        raise ValueError("contains a newline, carriage return or NUL; expected a single line")
+    return value
+
+
+# Secret values are allowed, so every value is kept out of reprs and logs.
+EnvValue = Annotated[SecretStr, AfterValidator(_single_line)]
+
+
+class StageConfig(_Model):
+    app: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$",
+        description="the application name, lowercase letters, digits, - and _",
+    )
+    app_version: str = Field(
+        pattern=APP_VERSION,
+        description="a git SHA or tag such as v1.4.2: letters, digits and . _ + / -, at most 128",
+    )
+    hosts: Ec2Hosts | ExistingHosts = Field(discriminator="provider")
+    ssh: Ssh
+    sidekiq: Sidekiq = Field(default_factory=Sidekiq)
+    rollout: Rollout = Field(default_factory=Rollout)
+    env: dict[Annotated[str, Field(pattern=ENV_NAME)], EnvValue] = Field(
+        default_factory=dict,
+        description="a map of environment variable names to single-line strings",
+    )
+
+    @model_validator(mode="after")
+    def _ssh_user_known(self) -> StageConfig:
+        if self.ssh.user is None and self.default_ssh_user is None:
+            raise ValueError(
+                "ssh.user: is required unless hosts use the default Debian or Ubuntu AMI lookup; "
+                "expected the login user with passwordless sudo, such as admin"
+            )
+        if "MALLOC_ARENA_MAX" in self.env:
+            raise ValueError("env.MALLOC_ARENA_MAX: the unit sets it to 2; expected other names")
+        return self
+
+    @property
+    def default_ssh_user(self) -> str | None:
+        hosts = self.hosts
+        if isinstance(hosts, Ec2Hosts) and isinstance(hosts.ami, AmiLookup):
+            return DEFAULT_AMI_USERS.get(hosts.ami.owner)
+        return None
+
+
+class Stage(BaseModel):
+    """A validated stage: the config plus the values derived from the stage name."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    config: StageConfig
+
+    @property
+    def ssh_user(self) -> str:
+        return self.config.ssh.user or self.config.default_ssh_user  # type: ignore[return-value]
+
+    @property
+    def app_dir(self) -> str:
+        return self.config.sidekiq.app_dir or f"/var/www/{self.config.app}/{self.name}/current"
+
+    @property
+    def environment(self) -> str:
+        return self.config.sidekiq.environment or self.name
+
+    @property
+    def unit(self) -> str:
+        return f"{self.config.sidekiq.unit_name}.service"
+
+    @property
+    def timeout_stop_sec(self) -> int:
+        return self.config.sidekiq.timeout_stop_sec or self.config.sidekiq.timeout + 5
+
+
+STAGE_NAME = r"^[A-Za-z0-9_.-]{1,64}$"
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in getattr(annotation, "__args__", ()) for m in _models_in(arg)]
+
+
+def _descriptions(model: type[BaseModel], prefix: str = "") -> dict[str, str]:
+    """Expected forms by key path, e.g. {"hosts.count": "an integer from 1 to 100"}."""
+    found: dict[str, str] = {}
+    for name, field in model.model_fields.items():
+        key = prefix + (field.alias or name)
+        if field.description:
+            found[key] = field.description
+        for sub in _models_in(field.annotation):
+            found.update(_descriptions(sub, key + "."))
+    return found
+
+
+_DESCRIPTIONS = _descriptions(StageConfig)
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    """Turn a pydantic error location into a config key path such as hosts.existing[0].port."""
+    path = ""
+    for i, item in enumerate(loc):
+        # The discriminated union adds its tag after "hosts"; the user never wrote it.
+        if i == 1 and loc[0] == "hosts" and item in ("ec2", "existing"):
+            continue
+        if isinstance(item, int):
+            path += f"[{item}]"
+        elif item == "[key]":
+            continue
+        else:
+            path += f".{item}" if path else str(item)
+    return path
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    path = _key_path(tuple(error["loc"]))
+    key = f"{NAMESPACE}:{path}" if path else f"{NAMESPACE} (top level)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{key}: unknown key; see the config reference in the README"
+    if kind == "union_tag_not_found":
+        return f"{key}.provider: is required; expected ec2 or existing"
+    if kind == "union_tag_invalid":
+        return f"{key}.provider: got {error['ctx']['tag']!r}; expected ec2 or existing"
+    if kind == "value_error":
+        # Cross-field checks name their key first: "sshIngressCidrs: ...".
+        reason = error["msg"].removeprefix("Value error, ")
+        sub_key, sep, rest = reason.partition(": ")
+        if sep and re.fullmatch(r"[A-Za-z][A-Za-z.\[\]0-9]*", sub_key):
+            return f"{NAMESPACE}:{path + '.' if path else ''}{sub_key}: {rest}"
+    if "[key]" in error["loc"]:
+        return f"{key}: the name is invalid; expected letters, digits and _, not starting with a digit"
+    text = "is required" if kind == "missing" else error["msg"].removeprefix("Value error, ")
+    expected = _DESCRIPTIONS.get(re.sub(r"\[\d+\]", "", path))
+    if expected and "; expected" not in text:
+        text += f"; expected {expected}"
+    return f"{key}: {text}"
+
+
+def parse_stage(stage: str, values: Mapping[str, Any]) -> Stage:
+    """Validate the stage's config values (keys without the namespace).
+
+    Raises StageConfigError listing every problem at once.
+    """
+    problems: list[str] = []
+    if not re.fullmatch(STAGE_NAME, stage):
+        problems.append(f"stage name {stage!r}: expected letters, digits, . _ -")
+    try:
+        config = StageConfig.model_validate(dict(values))
+    except ValidationError as err:
+        problems.extend(_message(e) for e in err.errors())
+        raise StageConfigError(stage, problems) from None
+    if problems:
+        raise StageConfigError(stage, problems)
+    return Stage(name=stage, config=config)
+
+
+def _decode(value: Any) -> Any:
+    """Pulumi hands object and list config values over as JSON text."""
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def values_from_pulumi(project: str = NAMESPACE) -> dict[str, Any]:
+    """Every config value of the project's namespace from the running Pulumi program."""
+    from pulumi.runtime import config as runtime_config
+
+    prefix = f"{project}:"
+    keys = {*runtime_config.CONFIG.get(), *runtime_config.get_config_env()}
+    return {
+        key.removeprefix(prefix): _decode(runtime_config.get_config(key))
+        for key in sorted(keys)
+        if key.startswith(prefix)
+    }
+
+
+def values_from_stack_file(path: Path, project: str = NAMESPACE) -> dict[str, Any]:
+    """Config values from ``Pulumi.<stage>.yaml`` without the engine.
+
+    Encrypted values cannot be read without the engine; they are replaced by a
+    placeholder that validates like a string.
+    """
+    import yaml
+
+    document = yaml.safe_load(path.read_text()) or {}
+    prefix = f"{project}:"
+
+    def reveal(value: Any) -> Any:
+        if isinstance(value, dict):
+            if set(value) == {"secure"}:
+                return SECRET_PLACEHOLDER
+            return {k: reveal(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [reveal(v) for v in value]
+        return value
+
+    config = document.get("config") or {}
+    values: dict[str, Any] = {}
+    for key, value in config.items():
+        if ":" not in key:
+            key = prefix + key
+        if key.startswith(prefix):
+            values[key.removeprefix(prefix)] = reveal(value)
+    return values

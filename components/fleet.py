@@ -1,0 +1,62 @@
+"""The whole stage: hosts, then one Sidekiq service per host, restarted batch by batch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pulumi
+
+from .config import Stage
+from .hosts import provision_hosts
+from .render import render_files
+from .service import SidekiqService
+
+
+def batches(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+def deploy_fleet(stage: Stage, project_dir: Path) -> dict[str, Any]:
+    """Register every resource of the stage and return the stack outputs.
+
+    The restart of batch k+1 waits for every restart of batch k, so a host that
+    does not come back halts the rollout and later hosts keep the old version.
+    """
+    config = stage.config
+    hosts = provision_hosts(f"{config.app}-{stage.name}", stage)
+    files = render_files(stage, project_dir)
+    private_key = pulumi.Output.secret(config.ssh.private_key.get_secret_value())
+
+    services: list[SidekiqService] = []
+    previous: list[pulumi.Resource] = []
+    for batch in batches(hosts, config.rollout.batch_size):
+        current = [
+            SidekiqService(host.name, stage, host, files, private_key, restart_after=previous)
+            for host in batch
+        ]
+        services += current
+        previous = [service.restart for service in current]
+
+    units = [stage.unit]
+    return {
+        "stage": stage.name,
+        "app": config.app,
+        "appVersion": config.app_version,
+        "scope": config.sidekiq.scope,
+        "deployUser": config.sidekiq.user,
+        "units": units,
+        "hosts": [
+            {
+                "name": host.name,
+                "address": host.address,
+                "port": host.port,
+                "sshUser": stage.ssh_user,
+                "hostKey": host.host_key,
+                "units": units,
+                "appVersion": service.deployed_version,
+                **host.details,
+            }
+            for host, service in zip(hosts, services)
+        ],
+    }

@@ -1,0 +1,219 @@
+"""Renderers: pure functions from a validated stage to file contents (jinja2)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from pathlib import Path
+from typing import Literal
+
+import jinja2
+
+from .config import Stage
+
+TEMPLATES = Path(__file__).parent / "templates"
+MANAGED_NOTE = "Managed by sidekiq-fleet (pulumi up); local edits are overwritten."
+SYSTEMCTL = "/usr/bin/systemctl"
+STAGING_DIR = "/var/lib/sidekiq-fleet/staging"
+SYSTEM_UNIT_DIR = "/etc/systemd/system"
+SYSTEM_ENV_DIR = "/etc/sidekiq-fleet"
+SUDOERS_DIR = "/etc/sudoers.d"
+
+FileRole = Literal["unit", "sudoers", "env"]
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    """One file to push. ``path`` starts with ``~user/`` for files in a user's home."""
+
+    role: FileRole
+    path: str
+    mode: str
+    owner: str
+    group: str
+    content: str
+    secret: bool = False
+
+    @property
+    def staged_path(self) -> str:
+        """Where the file lands on the host before validation and install."""
+        return f"{STAGING_DIR}/{self.path.rsplit('/', 1)[1]}"
+
+
+def _systemd_env_quote(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def _environment(project_dir: Path | None) -> jinja2.Environment:
+    loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader(TEMPLATES)]
+    if project_dir is not None:
+        loaders.insert(0, jinja2.FileSystemLoader(project_dir))
+    env = jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["systemd_env_quote"] = _systemd_env_quote
+    return env
+
+
+def exec_start(stage: Stage) -> str:
+    """ExecStart= value: the seed's login-shell form, plus -t so systemd and Sidekiq agree."""
+    sidekiq = stage.config.sidekiq
+    words = [
+        *sidekiq.command.split(),
+        "-e",
+        stage.environment,
+        "-C",
+        sidekiq.config_file,
+        "-t",
+        str(sidekiq.timeout),
+    ]
+    if sidekiq.login_shell:
+        return "/bin/bash -lc " + shlex.quote("exec " + " ".join(words))
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def unit_path(stage: Stage) -> str:
+    sidekiq = stage.config.sidekiq
+    if sidekiq.scope == "user":
+        return f"~{sidekiq.user}/.config/systemd/user/{stage.unit}"
+    return f"{SYSTEM_UNIT_DIR}/{stage.unit}"
+
+
+def env_path(stage: Stage) -> str:
+    sidekiq = stage.config.sidekiq
+    if sidekiq.scope == "user":
+        return f"~{sidekiq.user}/.config/sidekiq-fleet/{sidekiq.unit_name}.env"
+    return f"{SYSTEM_ENV_DIR}/{sidekiq.unit_name}.env"
+
+
+def sudoers_path(stage: Stage) -> str:
+    # No dot in the name: sudo silently skips such files in sudoers.d.
+    return f"{SUDOERS_DIR}/sidekiq-fleet-{stage.config.sidekiq.unit_name}"
+
+
+def render_unit(stage: Stage, project_dir: Path | None = None) -> str:
+    sidekiq = stage.config.sidekiq
+    if stage.config.env:
+        env_file = (
+            f"%h/.config/sidekiq-fleet/{sidekiq.unit_name}.env"
+            if sidekiq.scope == "user"
+            else env_path(stage)
+        )
+    else:
+        env_file = None
+    template = sidekiq.unit_template or "sidekiq.service.j2"
+    return (
+        _environment(project_dir)
+        .get_template(template)
+        .render(
+            managed_note=MANAGED_NOTE,
+            app=stage.config.app,
+            stage=stage.name,
+            environment=stage.environment,
+            unit_name=sidekiq.unit_name,
+            unit=stage.unit,
+            app_dir=stage.app_dir,
+            scope=sidekiq.scope,
+            user=sidekiq.user,
+            group=sidekiq.group or sidekiq.user,
+            exec_start=exec_start(stage),
+            env_file=env_file,
+            watchdog_sec=sidekiq.watchdog_sec,
+            restart_sec=sidekiq.restart_sec,
+            timeout=sidekiq.timeout,
+            timeout_stop_sec=stage.timeout_stop_sec,
+            wanted_by="multi-user.target" if sidekiq.scope == "system" else "default.target",
+        )
+    )
+
+
+def sudo_commands(stage: Stage) -> list[str]:
+    """The exact command lines the deploy user may run as root.
+
+    sudo matches arguments literally, so both spellings of the unit are listed.
+    """
+    names = [stage.config.sidekiq.unit_name, stage.unit]
+    verbs = ["start", "stop", "restart", "status", "reload"]
+    return [f"{SYSTEMCTL} {verb} {name}" for name in names for verb in verbs] + [
+        f"{SYSTEMCTL} kill -s TSTP {name}" for name in names
+    ]
+
+
+def render_sudoers(stage: Stage) -> str:
+    sidekiq = stage.config.sidekiq
+    alias = "SIDEKIQ_FLEET_" + sidekiq.unit_name.upper().replace("-", "_")
+    return _environment(None).get_template("sudoers.j2").render(
+        managed_note=MANAGED_NOTE,
+        user=sidekiq.user,
+        unit=stage.unit,
+        alias=alias,
+        commands=sudo_commands(stage),
+    )
+
+
+def render_env_file(env: Mapping[str, str]) -> str:
+    return _environment(None).get_template("sidekiq.env.j2").render(
+        managed_note=MANAGED_NOTE, env=dict(sorted(env.items()))
+    )
+
+
+def render_files(stage: Stage, project_dir: Path | None = None) -> list[RenderedFile]:
+    """Every file pushed to each host of the stage, in install order."""
+    sidekiq = stage.config.sidekiq
+    user_scope = sidekiq.scope == "user"
+    owner = sidekiq.user if user_scope else "root"
+    group = (sidekiq.group or sidekiq.user) if user_scope else "root"
+    files = [
+        RenderedFile("unit", unit_path(stage), "0644", owner, group, render_unit(stage, project_dir))
+    ]
+    if not user_scope:
+        # A user unit needs no sudo: the deploy user runs systemctl --user itself.
+        files.append(
+            RenderedFile("sudoers", sudoers_path(stage), "0440", "root", "root", render_sudoers(stage))
+        )
+    if stage.config.env:
+        env = {k: v.get_secret_value() for k, v in stage.config.env.items()}
+        files.append(
+            RenderedFile("env", env_path(stage), "0600", owner, group, render_env_file(env), secret=True)
+        )
+    return files
+
+
+def files_digest(files: Sequence[RenderedFile]) -> str:
+    """A digest of everything installed; a change re-runs install and restart."""
+    payload = json.dumps(
+        [[f.path, f.mode, f.owner, f.group, f.content] for f in files], sort_keys=True
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def render_user_data(stage: Stage) -> str:
+    """EC2 user data: our cloud-config, then the team's own cloud-init if any."""
+    ours = _environment(None).get_template("cloud-config.yaml.j2").render(
+        managed_note=MANAGED_NOTE, user=stage.config.sidekiq.user
+    )
+    theirs = getattr(stage.config.hosts, "cloud_init", None)
+    if not theirs:
+        return ours
+    message = MIMEMultipart()
+    message.attach(MIMEText(ours, "cloud-config"))
+    subtype = "x-shellscript" if theirs.startswith("#!") else "cloud-config"
+    part = MIMEText(theirs, subtype)
+    # Append to our lists (users) instead of replacing them.
+    part["Merge-Type"] = "list(append)+dict(no_replace,recurse_list)+str()"
+    message.attach(part)
+    # A fixed boundary keeps user data, and so the instances, stable across runs.
+    digest = hashlib.sha256((ours + theirs).encode()).hexdigest()[:32]
+    message.set_boundary(f"sidekiq-fleet-{digest}")
+    return message.as_string()

@@ -1,0 +1,23 @@
+"""Local Debian bookworm hosts with systemd as PID 1 (systemd-nspawn), for end-to-end tests and a demo stage.
+
+    import localhosts
+    with localhosts.up(3) as hosts:        # always torn down, even on Ctrl-C
+        hosts[0].ssh("sudo -n true", check=True)
+        hosts[0].exec(["systemctl", "stop", "ssh.service"])
+"""
+
+from .hosts import Fleet, Host, HostStatus, down, get, hosts, status, up
+from .template import ensure_template, template_key
+
+__all__ = [
+    "Fleet",
+    "Host",
+    "HostStatus",
+    "down",
+    "ensure_template",
+    "get",
+    "hosts",
+    "status",
+    "template_key",
+    "up",
+]

@@ -1,0 +1,98 @@
+"""Paths, names and the fixed choices of the harness, in one place."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+SUITE = "bookworm"
+VARIANT = "minbase"
+
+# What the template is debootstrapped with. Changing it changes the template key, so it rebuilds.
+PACKAGES: tuple[str, ...] = (
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "libpam-systemd",
+    "openssh-server",
+    "sudo",
+    "ruby",
+    "ruby-sidekiq",
+    "bundler",
+    "redis-server",
+    "redis-tools",
+    "iproute2",
+    "procps",
+    "netbase",
+    "ca-certificates",
+)
+
+# The version the project deploys; the template build refuses anything else.
+SIDEKIQ_VERSION = "6.4.1"
+
+LOGIN_USER = "admin"
+DEPLOY_USER = "deploy"
+HOST_PREFIX = "sfhost"
+APP_ROOT = "/var/www/example/local"
+RELEASE = "20260101000000"
+
+# Host i gets 10.213.i.2/24; the main machine's end of ve-<name> gets 10.213.i.1/24.
+SUBNET_PREFIX = "10.213"
+MAX_HOSTS = 250
+
+# One cgroup subtree per host in each hierarchy (see shared/notes/local-systemd-hosts.md).
+CGROUP_ROOTS: tuple[Path, ...] = (
+    Path("/sys/fs/cgroup/systemd"),
+    Path("/sys/fs/cgroup/unified"),
+)
+CGROUP_PARENT = "sidekiq-fleet-hosts"
+
+# Tools on the main machine and the Debian packages that bring them.
+TOOLS: dict[str, str] = {
+    "debootstrap": "debootstrap",
+    "systemd-nspawn": "systemd-container",
+    "systemd-machine-id-setup": "systemd",
+    "sudo": "sudo",
+    "nsenter": "util-linux",
+    "ssh": "openssh-client",
+    "ssh-keygen": "openssh-client",
+    "ip": "iproute2",
+}
+
+RECIPE_DIR = Path(__file__).resolve().parent / "recipe"
+
+
+def cache_root() -> Path:
+    """Where templates and the harness key live; never inside the repository."""
+    return Path(os.environ.get("SIDEKIQ_FLEET_CACHE") or "/var/cache/sidekiq-fleet")
+
+
+def runtime_root() -> Path:
+    """Where per-boot data lives: overlays, logs, state. Gone after a reboot, like the hosts."""
+    return Path(os.environ.get("SIDEKIQ_FLEET_RUNTIME") or "/run/sidekiq-fleet-hosts")
+
+
+def state_path() -> Path:
+    return runtime_root() / "state.json"
+
+
+def key_path() -> Path:
+    """The harness's ed25519 private key; authorized for the login and deploy users."""
+    return cache_root() / "ssh" / "id_ed25519"
+
+
+def host_name(index: int) -> str:
+    return f"{HOST_PREFIX}{index}"
+
+
+def host_address(index: int) -> str:
+    return f"{SUBNET_PREFIX}.{index}.2"
+
+
+def gateway_address(index: int) -> str:
+    return f"{SUBNET_PREFIX}.{index}.1"
+
+
+def link_name(name: str) -> str:
+    # nspawn names the main machine's end "ve-" + machine name, cut to the 15-byte IFNAMSIZ limit.
+    return ("ve-" + name)[:15]

@@ -1,0 +1,33 @@
+# frozen_string_literal: true
+
+# Jobs of the example app. Each run of RecordingJob leaves one JSON line in shared/jobs.log, so end-to-end
+# tests can tell which jobs ran, in which process, from which release and app version.
+require "json"
+require "sidekiq"
+require "time"
+
+class RecordingJob
+  include Sidekiq::Job
+
+  LOG = ENV.fetch("SIDEKIQ_FLEET_JOBS_LOG", "/var/www/example/local/shared/jobs.log")
+  # The release directory this process loaded its code from: shows whether a restart picked up a deploy.
+  RELEASE = File.basename(File.realpath(File.expand_path("..", __dir__)))
+
+  def perform(id, sleep_seconds = 0)
+    sleep(sleep_seconds.to_f) if sleep_seconds.to_f.positive?
+    line = JSON.generate(
+      "id" => id,
+      "pid" => Process.pid,
+      "version" => ENV["SIDEKIQ_FLEET_APP_VERSION"],
+      "release" => RELEASE,
+      "jid" => jid,
+      "at" => Time.now.utc.iso8601(3)
+    )
+    # One write(2) on an O_APPEND descriptor, under flock: lines from concurrent threads and
+    # processes never interleave or tear.
+    File.open(LOG, File::WRONLY | File::APPEND | File::CREAT, 0o644) do |f|
+      f.flock(File::LOCK_EX)
+      f.syswrite("#{line}\n")
+    end
+  end
+end

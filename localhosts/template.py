@@ -1,0 +1,173 @@
+"""The template root filesystem: debootstrapped once, configured in a chroot, cached by recipe hash."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from . import config, tools
+from .sysutil import Log, atomic_write, mounts_under, quiet, remove_tree, run, unmount_all
+
+RECIPE_IN_ROOT = "/tmp/sidekiq-fleet-recipe"
+
+
+def rootfs_dir() -> Path:
+    return config.cache_root() / "rootfs"
+
+
+def template_key() -> str:
+    """Hash of everything that shapes the image, so any recipe change builds a new template."""
+    recipe = []
+    for path in sorted(p for p in config.RECIPE_DIR.rglob("*") if p.is_file()):
+        rel = path.relative_to(config.RECIPE_DIR).as_posix()
+        recipe.append([rel, os.access(path, os.X_OK), hashlib.sha256(path.read_bytes()).hexdigest()])
+    material = {
+        "suite": config.SUITE,
+        "variant": config.VARIANT,
+        "packages": sorted(config.PACKAGES),
+        "recipe": recipe,
+        "admin_pubkey": tools.public_key(),
+        "app_root": config.APP_ROOT,
+        "release": config.RELEASE,
+        "sidekiq": config.SIDEKIQ_VERSION,
+    }
+    blob = json.dumps(material, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def template_path() -> Path | None:
+    """The cached template for the current recipe, if built."""
+    tools.ensure_keypair()
+    path = rootfs_dir() / template_key()
+    return path if path.is_dir() else None
+
+
+def ensure_template(log: Log = quiet, force: bool = False) -> Path:
+    """Return the template for the current recipe, building it first if needed."""
+    tools.ensure_tools(log)
+    tools.ensure_keypair(log)
+    key = template_key()
+    dest = rootfs_dir() / key
+    if dest.is_dir() and not force:
+        return dest
+    rootfs_dir().mkdir(parents=True, exist_ok=True)
+    with open(rootfs_dir() / ".lock", "w") as lock:
+        # Two builders at once would only waste a minute each; the second reuses the first's result.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if dest.is_dir() and not force:
+            return dest
+        _remove_stale_builds(log)
+        started = time.monotonic()
+        build = rootfs_dir() / f".build-{key}-{os.getpid()}"
+        try:
+            _debootstrap(build, log)
+            _configure(build, log)
+            meta = _describe(build, key, time.monotonic() - started)
+            if dest.is_dir():
+                # Only with force: move the old one aside first so the new one still lands atomically.
+                old = rootfs_dir() / f".old-{key}-{os.getpid()}"
+                dest.rename(old)
+                remove_tree(old)
+            build.rename(dest)
+            atomic_write(rootfs_dir() / f"{key}.json", json.dumps(meta, indent=2) + "\n")
+            log(f"template {dest} built in {meta['build_seconds']:.0f} s")
+            return dest
+        finally:
+            if build.exists():
+                unmount_all(build, log)
+                remove_tree(build)
+
+
+def _remove_stale_builds(log: Log) -> None:
+    # Holding the lock means no build is running, so any leftover is from a build that died.
+    for stale in rootfs_dir().glob(".build-*"):
+        log(f"removing unfinished build {stale}")
+        unmount_all(stale, log)
+        remove_tree(stale)
+    for stale in rootfs_dir().glob(".old-*"):
+        remove_tree(stale)
+
+
+def _build_log() -> Path:
+    path = config.cache_root() / "logs" / "template-build.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _logged(argv: list[str], what: str, env: dict[str, str] | None = None) -> None:
+    """Run a long build step with its chatter in the build log, and its tail in the error if it fails."""
+    logfile = _build_log()
+    with open(logfile, "a") as fh:
+        fh.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(argv)}\n")
+        fh.flush()
+        proc = subprocess.run(argv, stdout=fh, stderr=fh, stdin=subprocess.DEVNULL, env=env)
+    if proc.returncode != 0:
+        tail = "".join(logfile.read_text().splitlines(keepends=True)[-25:])
+        raise RuntimeError(f"{what} failed (exit {proc.returncode}); end of {logfile}:\n{tail}")
+
+
+def _debootstrap(build: Path, log: Log) -> None:
+    mirror = tools.debian_mirror()
+    log(f"debootstrap {config.SUITE} ({config.VARIANT}) into {build}")
+    _logged(
+        [
+            "debootstrap",
+            f"--variant={config.VARIANT}",
+            "--components=main",
+            f"--include={','.join(config.PACKAGES)}",
+            config.SUITE,
+            str(build),
+            mirror,
+        ],
+        "debootstrap",
+    )
+
+
+def _configure(build: Path, log: Log) -> None:
+    log("configuring the template in a chroot")
+    recipe = build / RECIPE_IN_ROOT.lstrip("/")
+    shutil.copytree(config.RECIPE_DIR, recipe, ignore=shutil.ignore_patterns("__pycache__"))
+    env = {
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": "/root",
+        "ADMIN_PUBKEY": tools.public_key(),
+        "APP_ROOT": config.APP_ROOT,
+        "RELEASE": config.RELEASE,
+        "SIDEKIQ_VERSION": config.SIDEKIQ_VERSION,
+        "RECIPE": RECIPE_IN_ROOT,
+    }
+    # Ruby and setpriv want /proc; nothing else from the main machine is bound in.
+    run(["mount", "-t", "proc", "proc", str(build / "proc")])
+    try:
+        _logged(["chroot", str(build), "/bin/bash", f"{RECIPE_IN_ROOT}/configure.sh"], "template configuration", env)
+    finally:
+        unmount_all(build / "proc", log)
+    if mounts_under(build):
+        raise RuntimeError(f"mounts left under {build}: {mounts_under(build)}")
+    shutil.rmtree(recipe)
+
+
+def _describe(build: Path, key: str, seconds: float) -> dict[str, object]:
+    """Record what went into the template, and refuse one with the wrong Sidekiq."""
+    wanted = ["ruby-sidekiq", "ruby", "ruby3.1", "bundler", "redis-server", "systemd", "openssh-server", "sudo"]
+    out = run(["chroot", str(build), "dpkg-query", "-W", "-f", "${Package} ${Version}\\n", *wanted]).stdout
+    versions = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+    upstream = versions.get("ruby-sidekiq", "").split("+")[0].split("-")[0]
+    if upstream != config.SIDEKIQ_VERSION:
+        raise RuntimeError(f"template has ruby-sidekiq {versions.get('ruby-sidekiq')}, want {config.SIDEKIQ_VERSION}")
+    size = int(run(["du", "-sxb", str(build)]).stdout.split()[0])
+    return {
+        "key": key,
+        "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "build_seconds": round(seconds, 1),
+        "size_bytes": size,
+        "suite": config.SUITE,
+        "packages": list(config.PACKAGES),
+        "versions": versions,
+    }
