@@ -52,9 +52,7 @@ class StageConfigError(ValueError):
     def __init__(self, stage: str, problems: list[str]) -> None:
         self.problems = problems
         lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(
-            f"stage {stage!r} has {len(problems)} configuration problem(s):\n{lines}"
-        )
+        super().__init__(f"stage {stage!r} has {len(problems)} configuration problem(s):\n{lines}")
 
 
 class _Model(BaseModel):
@@ -67,9 +65,7 @@ class _Model(BaseModel):
 
 
 class AmiById(_Model):
-    id: str = Field(
-        pattern=r"^ami-[0-9a-f]{8,17}$", description="an AMI id such as ami-0123456789abcdef0"
-    )
+    id: str = Field(pattern=r"^ami-[0-9a-f]{8,17}$", description="an AMI id such as ami-0123456789abcdef0")
 
 
 class AmiLookup(_Model):
@@ -167,9 +163,7 @@ class ExistingHost(_Model):
     name: str | None = Field(
         None, pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$", description="a short host name"
     )
-    address: str = Field(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9.:-]*$", description="an IP address or DNS name"
-    )
+    address: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.:-]*$", description="an IP address or DNS name")
     port: int = Field(22, ge=1, le=65535, description="a TCP port from 1 to 65535")
     host_key: HostKey
 
@@ -186,7 +180,7 @@ class ExistingHosts(_Model):
         for host in self.existing:
             if (host.address, host.port) in seen:
                 raise ValueError(
-                f"existing: {host.address}:{host.port} is listed twice; expected each host once"
+                    f"existing: {host.address}:{host.port} is listed twice; expected each host once"
                 )
             seen.add((host.address, host.port))
         names = [h.name for h in self.existing if h.name]
@@ -241,9 +235,7 @@ class Sidekiq(_Model):
     )
     login_shell: bool = Field(True, description="true to run the command through /bin/bash -lc")
     timeout: int = Field(25, ge=1, le=3600, description="Sidekiq's -t shutdown timeout in seconds, 1 to 3600")
-    timeout_stop_sec: int | None = Field(
-        None, ge=6, le=7200, description="seconds, at least timeout + 5"
-    )
+    timeout_stop_sec: int | None = Field(None, ge=6, le=7200, description="seconds, at least timeout + 5")
     watchdog_sec: int = Field(10, ge=0, le=3600, description="seconds, 0 disables the watchdog")
     restart_sec: int = Field(1, ge=0, le=3600, description="seconds, 0 to 3600")
     unit_name: str = Field(

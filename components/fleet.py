@@ -57,6 +57,6 @@ def deploy_fleet(stage: Stage, project_dir: Path) -> dict[str, Any]:
                 "appVersion": service.deployed_version,
                 **host.details,
             }
-            for host, service in zip(hosts, services)
+            for host, service in zip(hosts, services, strict=True)
         ],
     }

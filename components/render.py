@@ -153,18 +153,24 @@ def sudo_commands(stage: Stage) -> list[str]:
 def render_sudoers(stage: Stage) -> str:
     sidekiq = stage.config.sidekiq
     alias = "SIDEKIQ_FLEET_" + sidekiq.unit_name.upper().replace("-", "_")
-    return _environment(None).get_template("sudoers.j2").render(
-        managed_note=MANAGED_NOTE,
-        user=sidekiq.user,
-        unit=stage.unit,
-        alias=alias,
-        commands=sudo_commands(stage),
+    return (
+        _environment(None)
+        .get_template("sudoers.j2")
+        .render(
+            managed_note=MANAGED_NOTE,
+            user=sidekiq.user,
+            unit=stage.unit,
+            alias=alias,
+            commands=sudo_commands(stage),
+        )
     )
 
 
 def render_env_file(env: Mapping[str, str]) -> str:
-    return _environment(None).get_template("sidekiq.env.j2").render(
-        managed_note=MANAGED_NOTE, env=dict(sorted(env.items()))
+    return (
+        _environment(None)
+        .get_template("sidekiq.env.j2")
+        .render(managed_note=MANAGED_NOTE, env=dict(sorted(env.items())))
     )
 
 
@@ -174,9 +180,7 @@ def render_files(stage: Stage, project_dir: Path | None = None) -> list[Rendered
     user_scope = sidekiq.scope == "user"
     owner = sidekiq.user if user_scope else "root"
     group = (sidekiq.group or sidekiq.user) if user_scope else "root"
-    files = [
-        RenderedFile("unit", unit_path(stage), "0644", owner, group, render_unit(stage, project_dir))
-    ]
+    files = [RenderedFile("unit", unit_path(stage), "0644", owner, group, render_unit(stage, project_dir))]
     if not user_scope:
         # A user unit needs no sudo: the deploy user runs systemctl --user itself.
         files.append(
@@ -192,16 +196,16 @@ def render_files(stage: Stage, project_dir: Path | None = None) -> list[Rendered
 
 def files_digest(files: Sequence[RenderedFile]) -> str:
     """A digest of everything installed; a change re-runs install and restart."""
-    payload = json.dumps(
-        [[f.path, f.mode, f.owner, f.group, f.content] for f in files], sort_keys=True
-    )
+    payload = json.dumps([[f.path, f.mode, f.owner, f.group, f.content] for f in files], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
 def render_user_data(stage: Stage) -> str:
     """EC2 user data: our cloud-config, then the team's own cloud-init if any."""
-    ours = _environment(None).get_template("cloud-config.yaml.j2").render(
-        managed_note=MANAGED_NOTE, user=stage.config.sidekiq.user
+    ours = (
+        _environment(None)
+        .get_template("cloud-config.yaml.j2")
+        .render(managed_note=MANAGED_NOTE, user=stage.config.sidekiq.user)
     )
     theirs = getattr(stage.config.hosts, "cloud_init", None)
     if not theirs:

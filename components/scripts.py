@@ -38,8 +38,7 @@ def _helpers(stage: Stage, host: str) -> str:
     if sidekiq.scope == "user":
         lines += [
             'uid=$(id -u "$run_as")',
-            'sctl() { runuser -u "$run_as" -- env XDG_RUNTIME_DIR="/run/user/$uid" '
-            'systemctl --user "$@"; }',
+            'sctl() { runuser -u "$run_as" -- env XDG_RUNTIME_DIR="/run/user/$uid" systemctl --user "$@"; }',
             f'journal_tail() {{ journalctl --user-unit "$unit" -n {JOURNAL_LINES} '
             "--no-pager -o short-iso 2>&1 || true; }",
         ]
@@ -50,11 +49,11 @@ def _helpers(stage: Stage, host: str) -> str:
             "--no-pager -o short-iso 2>&1 || true; }",
         ]
     lines += [
+        'die() { say "FAILED: $*" >&2; exit 1; }',
         "fail() {",
-        '  say "FAILED: $*" >&2',
         f'  echo "last {JOURNAL_LINES} journal lines of $unit on host $host:" >&2',
         "  journal_tail | sed 's/^/    /' >&2",
-        "  exit 1",
+        '  die "$@"',
         "}",
     ]
     return "\n".join(lines) + "\n"
@@ -70,8 +69,9 @@ def wait_for_port(address: str, port: int, timeout: int) -> str:
         [
             f"address={q(address)} port={q(port)} deadline=$((SECONDS + {int(timeout)}))",
             'until (exec 3<>"/dev/tcp/$address/$port") 2>/dev/null; do',
-            '  if (( SECONDS >= deadline )); then',
-            f'    echo "sidekiq-fleet: $address:$port did not accept connections within {int(timeout)} s" >&2',
+            "  if (( SECONDS >= deadline )); then",
+            f'    echo "sidekiq-fleet: $address:$port did not accept connections '
+            f'within {int(timeout)} s" >&2',
             "    exit 1",
             "  fi",
             "  sleep 2",
@@ -102,7 +102,7 @@ def prepare_host(ssh_user: str, host: str) -> str:
             f'  echo "sidekiq-fleet: user {ssh_user} has no passwordless sudo on host $host" >&2',
             "  exit 1",
             "fi",
-            f"sudo -n install -d -m 0700 -o {user} -g \"$(id -gn {user})\" {staging}",
+            f'sudo -n install -d -m 0700 -o {user} -g "$(id -gn {user})" {staging}',
             'echo "sidekiq-fleet: host $host is ready"',
         ]
     )
@@ -125,30 +125,31 @@ def install(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
     sidekiq = stage.config.sidekiq
     body = [
         _helpers(stage, host),
-        'work=$(mktemp -d /run/sidekiq-fleet-install.XXXXXX)',
+        "work=$(mktemp -d /run/sidekiq-fleet-install.XXXXXX)",
         "pending=()",
         'cleanup() { rm -rf "$work"; for p in "${pending[@]}"; do rm -f "$p"; done; }',
         "trap cleanup EXIT",
-        f'getent passwd {q(sidekiq.user)} >/dev/null || fail "user {sidekiq.user} does not exist"',
+        f'getent passwd {q(sidekiq.user)} >/dev/null || die "user {sidekiq.user} does not exist"',
     ]
     unit_copy = None
-    for index, file in enumerate(files):
+    for file in files:
         name = file.path.rsplit("/", 1)[1]
         copy = f'"$work"/{q(name)}'
         body.append(f"install -m 0600 {q(file.staged_path)} {copy}")
         if file.role == "sudoers":
             body.append(
-                f'visudo -cf {copy} >/dev/null 2>"$work/visudo.err" || '
-                f'fail "the sudoers drop-in failed visudo -cf, nothing installed: $(cat "$work/visudo.err")"'
+                f'visudo -cf {copy} >/dev/null 2>"$work/visudo.err" || die "the sudoers drop-in '
+                'failed visudo -cf, nothing installed: $(cat "$work/visudo.err")"'
             )
         if file.role == "unit":
             unit_copy = copy
     if unit_copy is not None:
         body += [
-            f'verify_out=$(systemd-analyze verify {unit_copy} 2>&1) || fail "systemd-analyze verify failed, nothing installed: $verify_out"',
-            "# verify exits 0 on bad values such as Type=notfy; its warnings about this unit count as failures.",
-            f'ours=$(printf "%s\\n" "$verify_out" | grep -F -e "$unit" || true)',
-            '[ -z "$ours" ] || fail "systemd-analyze verify warned, nothing installed: $ours"',
+            f"verify_out=$(systemd-analyze verify {unit_copy} 2>&1) || "
+            'die "systemd-analyze verify failed, nothing installed: $verify_out"',
+            "# verify exits 0 on bad values such as Type=notfy: its warnings about this unit fail.",
+            'ours=$(printf "%s\\n" "$verify_out" | grep -F -e "$unit" || true)',
+            '[ -z "$ours" ] || die "systemd-analyze verify warned, nothing installed: $ours"',
             '[ -z "$verify_out" ] || say "note: systemd-analyze verify reported other units: $verify_out"',
         ]
     body += ["unit_changed=0", "changed=0"]
@@ -214,7 +215,7 @@ def _quiet(stage: Stage) -> str:
             'pid=$(sctl show -p MainPID --value "$unit")',
             'sctl kill -s TSTP "$unit"',
             'say "sent TSTP to MainPID $pid; waiting for the quiet flag"',
-            "title() { ps -o args= -p \"$pid\" 2>/dev/null || true; }",
+            'title() { ps -o args= -p "$pid" 2>/dev/null || true; }',
             f"confirm=$((SECONDS + {QUIET_CONFIRM_SECONDS}))",
             'until [[ "$(title)" == *stopping* ]]; do',
             "  (( SECONDS < confirm )) || break",
@@ -225,7 +226,8 @@ def _quiet(stage: Stage) -> str:
             "  busy=$(title | sed -n 's/.*\\[\\([0-9]\\+\\) of [0-9]\\+ busy\\].*/\\1/p')",
             '  [ "${busy:-0}" -eq 0 ] && break',
             "  if (( SECONDS >= deadline )); then",
-            f'    say "still $busy busy after {wait} s; stopping anyway, Sidekiq pushes unfinished jobs back to Redis"',
+            f'    say "still $busy busy after {wait} s; going on: Sidekiq pushes unfinished jobs '
+            'back to Redis within its -t timeout"',
             "    break",
             "  fi",
             "  sleep 1",
@@ -272,7 +274,7 @@ def uninstall(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
     ]
     paths = {f.path for f in files} | set(_stale_paths(stage, set()))
     for path in sorted(paths):
-        body.append(f'rm -f {_resolve(path)}')
+        body.append(f"rm -f {_resolve(path)}")
     body += [
         "sctl daemon-reload",
         'sctl reset-failed "$unit" 2>/dev/null || true',

@@ -82,9 +82,7 @@ class SidekiqService(pulumi.ComponentResource):
                     else pulumi.StringAsset(file.content)
                 ),
                 remote_path=file.staged_path,
-                triggers=[
-                    _secret_if(hashlib.sha256(file.content.encode()).hexdigest(), file.secret)
-                ],
+                triggers=[_secret_if(hashlib.sha256(file.content.encode()).hexdigest(), file.secret)],
                 opts=child(
                     depends_on=[prepare],
                     additional_secret_outputs=["source"] if file.secret else None,

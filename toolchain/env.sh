@@ -1,7 +1,10 @@
 # shellcheck shell=bash
 # toolchain/env.sh - set up this shell for the offline Pulumi toolchain. Use with bash:
 #
-#     source toolchain/env.sh [toolchain/ensure options, e.g. --require-command-provider]
+#     source toolchain/env.sh
+#
+# It takes no arguments (a sourced file sees its caller's "$@"). To make a missing command
+# provider an error, export SIDEKIQ_FLEET_REQUIRE_COMMAND_PROVIDER=1 first.
 #
 # It runs toolchain/ensure (which builds the toolchain on first use; see its --help) and sets:
 #   PATH                 the ensured bin dir first
@@ -27,7 +30,7 @@ _sidekiq_fleet_env() {
 	root=$(dirname "$here")
 	ver=$(sed -n 's/^PULUMI_COMMAND_VERSION=//p' "$here/versions.env")
 
-	out=$("$here/ensure" "$@") || {
+	out=$("$here/ensure") || {
 		echo "toolchain/env.sh: toolchain/ensure failed; environment not changed" >&2
 		return 1
 	}
@@ -67,19 +70,20 @@ _sidekiq_fleet_env() {
 		if [[ ! -x $dest || -e $plugdir.partial ]] || ! cmp -s "$src" "$dest"; then
 			if ! pulumi plugin install resource command "$ver" --file "$src" >/dev/null 2>&1; then
 				# Fallback: the plugin cache layout the CLI reads (a dir per plugin, no .partial file).
-				mkdir -p "$plugdir" &&
-					cp "$src" "$dest.tmp.$$" && chmod 0755 "$dest.tmp.$$" && mv -f "$dest.tmp.$$" "$dest" &&
-					rm -f "$plugdir.partial" || {
+				if ! { mkdir -p "$plugdir" && cp "$src" "$dest.tmp.$$" && chmod 0755 "$dest.tmp.$$" &&
+					mv -f "$dest.tmp.$$" "$dest" && rm -f "$plugdir.partial"; }; then
 					echo "toolchain/env.sh: could not register $src as plugin command v$ver" >&2
 					return 1
-				}
+				fi
 			fi
 		fi
 	fi
 	return 0
 }
-_sidekiq_fleet_env "$@"
-_sidekiq_fleet_env_rc=$?
-unset -f _sidekiq_fleet_env
-# shellcheck disable=SC2317 # `return` when sourced, `exit` when run by mistake
-return $_sidekiq_fleet_env_rc 2>/dev/null || exit $_sidekiq_fleet_env_rc
+if _sidekiq_fleet_env; then
+	unset -f _sidekiq_fleet_env
+else
+	unset -f _sidekiq_fleet_env
+	# shellcheck disable=SC2317 # `return` when sourced, `exit` if run as a script by mistake
+	return 1 2>/dev/null || exit 1
+fi
