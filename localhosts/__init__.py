@@ -6,7 +6,7 @@
         hosts[0].exec(["systemctl", "stop", "ssh.service"])
 """
 
-from .hosts import Fleet, Host, HostStatus, down, get, hosts, status, up
+from .machines import Fleet, Host, HostStatus, down, get, hosts, status, up
 from .template import ensure_template, template_key
 
 __all__ = [

@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
-from . import config, hosts, state, template
+from . import config, machines, state, template
 
 _T0 = time.monotonic()
 
@@ -32,7 +32,7 @@ def _sigterm_as_interrupt(_sig: int, _frame: FrameType | None) -> None:
 
 def cmd_up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
-    fleet = hosts.up(
+    fleet = machines.up(
         args.n,
         timeout=args.timeout,
         allow_degraded=args.allow_degraded,
@@ -62,12 +62,12 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(_args: argparse.Namespace) -> int:
-    hosts.down(log=_log)
+    machines.down(log=_log)
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    result = hosts.status()
+    result = machines.status()
     if args.json:
         print(json.dumps([vars(s) for s in result], indent=2))
         return 0
@@ -95,14 +95,16 @@ def _strip_dashes(argv: Sequence[str]) -> list[str]:
 
 
 def cmd_ssh(args: argparse.Namespace) -> int:
-    host = hosts.get(args.name)
+    host = machines.get(args.name)
     command = _strip_dashes(args.command)
-    argv = host.ssh_argv(command or None, user=args.user, tty=not command and sys.stdin.isatty())
+    # Like ssh itself: the words are joined and the remote shell parses them.
+    remote = " ".join(command) if command else None
+    argv = host.ssh_argv(remote, user=args.user, tty=not command and sys.stdin.isatty())
     os.execvp(argv[0], argv)
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
-    host = hosts.get(args.name)
+    host = machines.get(args.name)
     command = _strip_dashes(args.command) or ["/bin/bash", "-l"]
     argv = host.exec_argv(command, user=args.user)
     os.execvp(argv[0], argv)

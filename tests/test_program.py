@@ -1,0 +1,317 @@
+"""The component graph under pulumi.runtime mocks: triggers, dependencies, secrets, outputs.
+
+Only the engine's resource monitor is mocked; the program, components and SDKs are real.
+"""
+
+from __future__ import annotations
+
+import json
+import runpy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pytest
+from google.protobuf import json_format
+from pulumi.runtime import mocks as pulumi_mocks
+
+from components.config import values_from_stack_file
+from tests.conftest import EXISTING_STAGE, FAKE_KEY
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+ENV_SECRET = "redis://:s3cr3t-env-value@redis.internal:6379/0"
+
+
+@dataclass
+class Registration:
+    type: str
+    name: str
+    urn: str
+    parent: str
+    dependencies: list[str]
+    inputs: dict[str, Any]  # raw wire form: secrets keep their signature wrapper
+    additional_secret_outputs: list[str]
+    replace_on_changes: list[str]
+
+
+class Mocks(pulumi_mocks.Mocks):
+    def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict]:
+        state = dict(args.inputs)
+        if args.typ == "aws:ec2/instance:Instance":
+            number = args.name.rsplit("-", 1)[1]
+            state |= {
+                "publicIp": f"198.51.100.{number}",
+                "privateIp": f"10.0.0.{number}",
+                "publicDns": f"ec2-{number}.example.test",
+                "privateDns": f"ip-{number}.internal",
+            }
+        if args.typ == "aws:ec2/keyPair:KeyPair":
+            state["keyName"] = args.name
+        return f"{args.name}-id", state
+
+    def call(self, args: pulumi_mocks.MockCallArgs) -> dict:
+        if args.token == "aws:ec2/getAmi:getAmi":
+            return {"id": "ami-0123456789abcdef0", "architecture": "x86_64"}
+        if args.token == "aws:ec2/getSubnet:getSubnet":
+            return {"id": args.args["id"], "vpcId": "vpc-0123abcd"}
+        raise AssertionError(f"unexpected invoke {args.token}")
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    """Keeps what MockResourceArgs drops: dependencies, parents, secret markers, options."""
+
+    def __init__(self, mocks: pulumi_mocks.Mocks) -> None:
+        super().__init__(mocks)
+        self.registrations: dict[str, Registration] = {}
+        self.stack_outputs: dict[str, Any] = {}
+
+    def RegisterResource(self, request):  # noqa: N802 (gRPC method name)
+        response = super().RegisterResource(request)
+        self.registrations[request.name] = Registration(
+            type=request.type,
+            name=request.name,
+            urn=response.urn,
+            parent=request.parent,
+            dependencies=list(request.dependencies),
+            inputs=json_format.MessageToDict(request.object),
+            additional_secret_outputs=list(request.additionalSecretOutputs),
+            replace_on_changes=list(request.replaceOnChanges),
+        )
+        return response
+
+    def of_type(self, type_: str) -> list[Registration]:
+        return [r for r in self.registrations.values() if r.type == type_]
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270"
+
+
+def without_secrets(value: Any) -> Any:
+    if is_secret(value):
+        return "[secret]"
+    if isinstance(value, dict):
+        return {k: without_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_secrets(v) for v in value]
+    return value
+
+
+def configure(stack: str, values: dict[str, Any], secret_keys: tuple[str, ...] = ()) -> RecordingMonitor:
+    """Mocks first, then config: resources created before set_mocks would check nothing."""
+    monitor = RecordingMonitor(Mocks())
+    pulumi.runtime.settings.ROOT.set(None)  # a fresh Stack, without earlier tests' outputs
+    pulumi.runtime.set_mocks(Mocks(), project="sidekiq-fleet", stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_all_config(
+        {
+            f"sidekiq-fleet:{key}": value if isinstance(value, str) else json.dumps(value)
+            for key, value in values.items()
+        },
+        secret_keys=[f"sidekiq-fleet:{key}" for key in secret_keys],
+    )
+    return monitor
+
+
+def run_program(monitor: RecordingMonitor) -> None:
+    """Run __main__.py as Pulumi would and collect its resolved stack outputs."""
+
+    @pulumi.runtime.test
+    def program():
+        runpy.run_path(str(PROJECT_DIR / "__main__.py"), run_name="__main__")
+        outputs = pulumi.runtime.get_root_resource().outputs
+        return pulumi.Output.from_input(dict(outputs)).apply(monitor.stack_outputs.update)
+
+    program()
+
+
+def ec2_values(count: int = 3, batch_size: int = 1) -> dict[str, Any]:
+    return {
+        "app": "example",
+        "appVersion": "v1.2.3",
+        "hosts": {
+            "provider": "ec2",
+            "count": count,
+            "subnetIds": ["subnet-0a1b2c3d", "subnet-0b1c2d3e"],
+            "sshIngressCidrs": ["203.0.113.0/24", "2001:db8::/32"],
+            "publicKey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOZ7 ops@example",
+        },
+        "ssh": {"privateKey": FAKE_KEY},
+        "rollout": {"batchSize": batch_size},
+        "env": {"REDIS_URL": ENV_SECRET},
+    }
+
+
+def restart_of(monitor: RecordingMonitor, host: str) -> Registration:
+    return monitor.registrations[f"{host}-restart"]
+
+
+HOSTS = [f"example-staging-sidekiq-{i}" for i in (1, 2, 3)]
+
+
+@pytest.fixture
+def ec2_program() -> RecordingMonitor:
+    monitor = configure("staging", ec2_values(), secret_keys=("ssh", "env"))
+
+    run_program(monitor)
+    return monitor
+
+
+def test_security_group_allows_ssh_from_the_configured_cidrs_only(ec2_program: RecordingMonitor) -> None:
+    (group,) = ec2_program.of_type("aws:ec2/securityGroup:SecurityGroup")
+    (rule,) = group.inputs["ingress"]
+    assert (rule["protocol"], rule["fromPort"], rule["toPort"]) == ("tcp", 22.0, 22.0)
+    assert rule["cidrBlocks"] == ["203.0.113.0/24"]
+    assert rule["ipv6CidrBlocks"] == ["2001:db8::/32"]
+    assert group.inputs["vpcId"] == "vpc-0123abcd"
+
+
+def test_instances_spread_round_robin_with_user_data(ec2_program: RecordingMonitor) -> None:
+    instances = sorted(ec2_program.of_type("aws:ec2/instance:Instance"), key=lambda r: r.name)
+    subnets = [i.inputs["subnetId"] for i in instances]
+    assert subnets == ["subnet-0a1b2c3d", "subnet-0b1c2d3e", "subnet-0a1b2c3d"]
+    assert all(i.inputs["ami"] == "ami-0123456789abcdef0" for i in instances)
+    assert all("- name: deploy" in i.inputs["userData"] for i in instances)
+    assert all(i.inputs["metadataOptions"]["httpTokens"] == "required" for i in instances)
+
+
+def test_restart_triggers_hold_the_app_version(ec2_program: RecordingMonitor) -> None:
+    for host in HOSTS:
+        restart = restart_of(ec2_program, host)
+        assert restart.inputs["triggers"][0] == "v1.2.3"
+        assert "triggers[*]" in restart.replace_on_changes
+
+
+def test_restart_depends_on_install_and_install_on_every_copy(ec2_program: RecordingMonitor) -> None:
+    regs = ec2_program.registrations
+    for host in HOSTS:
+        install = regs[f"{host}-install"]
+        assert regs[f"{host}-install"].urn in restart_of(ec2_program, host).dependencies
+        all_copies = ec2_program.of_type("command:remote:CopyToRemote")
+        copies = [r for r in all_copies if r.name.startswith(host + "-")]
+        assert {c.name.rsplit("-", 1)[1] for c in copies} == {"unit", "sudoers", "env"}
+        assert {c.urn for c in copies} <= set(install.dependencies)
+        assert regs[f"{host}-prepare"].urn in copies[0].dependencies
+        assert regs[f"{host}-port-open"].urn in regs[f"{host}-prepare"].dependencies
+
+
+@pytest.mark.parametrize(
+    ("batch_size", "expected_waits"),
+    [
+        (1, {0: set(), 1: {0}, 2: {1}}),
+        (2, {0: set(), 1: set(), 2: {0, 1}}),
+    ],
+)
+def test_rolling_chain_across_three_hosts(batch_size: int, expected_waits: dict[int, set[int]]) -> None:
+    monitor = configure("staging", ec2_values(count=3, batch_size=batch_size), secret_keys=("ssh", "env"))
+
+    run_program(monitor)
+    restart_urns = [restart_of(monitor, h).urn for h in HOSTS]
+    for index, host in enumerate(HOSTS):
+        deps = set(restart_of(monitor, host).dependencies)
+        waits = {i for i, urn in enumerate(restart_urns) if urn in deps}
+        assert waits == expected_waits[index], host
+
+
+def test_no_triggered_resource_has_a_delete(ec2_program: RecordingMonitor) -> None:
+    """A trigger change replaces the resource and runs the OLD one's delete."""
+    commands = ec2_program.of_type("command:remote:Command")
+    triggered = [c for c in commands if c.inputs.get("triggers")]
+    assert len(triggered) == 6  # install and restart on each of 3 hosts
+    for command in triggered:
+        assert "delete" not in command.inputs, command.name
+    uninstalls = [c for c in commands if "delete" in c.inputs]
+    assert sorted(c.name for c in uninstalls) == sorted(f"{h}-uninstall" for h in HOSTS)
+    for command in uninstalls:
+        assert "triggers" not in command.inputs and "create" not in command.inputs
+        assert "rm -f /etc/systemd/system/sidekiq.service" in command.inputs["delete"]
+
+
+def test_secrets_stay_secret(ec2_program: RecordingMonitor) -> None:
+    for reg in ec2_program.registrations.values():
+        if "connection" in reg.inputs:
+            connection = reg.inputs["connection"]
+            assert is_secret(connection) or is_secret(connection["privateKey"]), reg.name
+        plain = json.dumps(without_secrets(reg.inputs))
+        assert "OPENSSH PRIVATE KEY" not in plain, reg.name
+        assert "s3cr3t-env-value" not in plain, reg.name
+    env_copy = ec2_program.registrations[f"{HOSTS[0]}-copy-env"]
+    assert is_secret(env_copy.inputs["source"])
+    assert "source" in env_copy.additional_secret_outputs
+    restart = restart_of(ec2_program, HOSTS[0])
+    assert {"stdout", "stderr"} <= set(restart.additional_secret_outputs)
+    assert restart.inputs["logging"] == "stdoutAndStderr"
+
+
+def test_stack_outputs_have_the_documented_shape(ec2_program: RecordingMonitor) -> None:
+    outputs = ec2_program.stack_outputs
+    assert {k: outputs[k] for k in ("stage", "app", "appVersion", "scope", "deployUser", "units")} == {
+        "stage": "staging",
+        "app": "example",
+        "appVersion": "v1.2.3",
+        "scope": "system",
+        "deployUser": "deploy",
+        "units": ["sidekiq.service"],
+    }
+    assert [h["name"] for h in outputs["hosts"]] == HOSTS
+    first = outputs["hosts"][0]
+    assert first == {
+        "name": HOSTS[0],
+        "address": "198.51.100.1",
+        "port": 22.0,
+        "sshUser": "admin",
+        "hostKey": None,
+        "units": ["sidekiq.service"],
+        "appVersion": "v1.2.3",
+        "instanceId": "example-staging-1-id",
+        "publicIp": "198.51.100.1",
+        "privateIp": "10.0.0.1",
+        "publicDns": "ec2-1.example.test",
+        "privateDns": "ip-1.internal",
+    }
+
+
+def test_existing_hosts_get_the_same_output_shape_and_pinned_keys() -> None:
+    monitor = configure("staging", EXISTING_STAGE, secret_keys=("ssh",))
+
+    run_program(monitor)
+    assert not monitor.of_type("aws:ec2/instance:Instance")
+    hosts = monitor.stack_outputs["hosts"]
+    assert [(h["name"], h["address"], h["port"]) for h in hosts] == [
+        ("web1", "192.0.2.11", 22.0),
+        ("web2", "192.0.2.12", 2222.0),
+    ]
+    assert set(hosts[0]) == set(monitor.stack_outputs["hosts"][1])
+    prepare = monitor.registrations["web2-prepare"]
+    connection = prepare.inputs["connection"]
+    connection = connection["value"] if is_secret(connection) else connection
+    assert connection["hostKey"] == EXISTING_STAGE["hosts"]["existing"][1]["hostKey"]
+    assert connection["port"] == 2222.0 and connection["user"] == "admin"
+    assert not [r for r in monitor.of_type("command:remote:CopyToRemote") if r.name.endswith("-env")]
+
+
+@pytest.mark.parametrize("stack", ["staging", "production"])
+def test_main_runs_with_the_committed_stack_files(stack: str) -> None:
+    values = values_from_stack_file(PROJECT_DIR / f"Pulumi.{stack}.yaml")
+    values["ssh"]["privateKey"] = FAKE_KEY  # set with `pulumi config set --secret` in real use
+    monitor = configure(stack, values, secret_keys=("ssh",))
+
+    run_program(monitor)
+    expected_count = values["hosts"]["count"]
+    assert len(monitor.of_type("aws:ec2/instance:Instance")) == expected_count
+    assert len(monitor.stack_outputs["hosts"]) == expected_count
+    assert monitor.stack_outputs["stage"] == stack
+
+
+def test_bad_config_fails_before_any_resource_is_registered() -> None:
+    values = ec2_values()
+    values["hosts"]["sshIngressCidrs"] = []
+    values["rollout"] = {"batchSize": 0}
+    monitor = configure("staging", values, secret_keys=("ssh", "env"))
+
+    with pytest.raises(pulumi.RunError) as error:
+        run_program(monitor)
+    assert "sidekiq-fleet:hosts.sshIngressCidrs" in str(error.value)
+    assert "sidekiq-fleet:rollout.batchSize" in str(error.value)
+    assert [r.type for r in monitor.registrations.values()] == ["pulumi:pulumi:Stack"]

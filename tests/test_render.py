@@ -1,0 +1,243 @@
+"""Renderers: the seed's unit and more, sudoers, env files, user data; checked by the real tools."""
+
+from __future__ import annotations
+
+import subprocess
+from email import message_from_string
+from pathlib import Path
+
+import pytest
+
+from components.config import Stage
+from components.render import (
+    exec_start,
+    files_digest,
+    render_env_file,
+    render_files,
+    render_sudoers,
+    render_unit,
+    render_user_data,
+    sudo_commands,
+)
+from tests.conftest import stage_from
+
+
+def directives(unit: str) -> dict[tuple[str, str], list[str]]:
+    """Parse a unit file into {(section, key): [values]} (systemd allows repeated keys)."""
+    found: dict[tuple[str, str], list[str]] = {}
+    section = ""
+    for line in unit.splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+            continue
+        key, _, value = line.partition("=")
+        found.setdefault((section, key), []).append(value)
+    return found
+
+
+SEED_STAGING = {
+    ("Unit", "Description"): "sidekiq",
+    ("Unit", "After"): "syslog.target network.target",
+    ("Service", "Type"): "notify",
+    ("Service", "WatchdogSec"): "10",
+    ("Service", "WorkingDirectory"): "/var/www/example/staging/current",
+    ("Service", "ExecReload"): "/bin/kill -TSTP $MAINPID",
+    ("Service", "Environment"): "MALLOC_ARENA_MAX=2",
+    ("Service", "RestartSec"): "1",
+    ("Service", "Restart"): "always",
+    ("Install", "WantedBy"): "multi-user.target",
+}
+
+
+def test_unit_has_every_seed_directive_with_the_seed_values(staging: Stage) -> None:
+    found = directives(render_unit(staging))
+    for key, value in SEED_STAGING.items():
+        assert found.get(key) == [value], key
+    # The seed's ExecStart, with -t added inside the login shell's command.
+    seed_exec = (
+        "/bin/bash -lc 'exec /home/deploy/.rbenv/shims/bundle exec sidekiq -e staging -C config/sidekiq.yml"
+    )
+    assert found[("Service", "ExecStart")] == [seed_exec + " -t 25'"]
+
+
+def test_unit_adds_stop_timeout_user_group_and_notify_access(staging: Stage) -> None:
+    found = directives(render_unit(staging))
+    assert found[("Service", "TimeoutStopSec")] == ["30"]
+    assert found[("Service", "User")] == ["deploy"]
+    assert found[("Service", "Group")] == ["deploy"]
+    assert found[("Service", "NotifyAccess")] == ["all"]
+    assert ("Service", "EnvironmentFile") not in found
+
+
+def test_stop_timeout_follows_the_sidekiq_timeout(existing_values) -> None:
+    existing_values["sidekiq"] = {"timeout": 60}
+    found = directives(render_unit(stage_from(existing_values)))
+    assert found[("Service", "TimeoutStopSec")] == ["65"]
+    assert found[("Service", "ExecStart")][0].endswith(" -t 60'")
+
+
+def test_watchdog_zero_leaves_the_directive_out(existing_values) -> None:
+    existing_values["sidekiq"] = {"watchdogSec": 0}
+    assert ("Service", "WatchdogSec") not in directives(render_unit(stage_from(existing_values)))
+
+
+def test_exec_start_without_login_shell_is_a_plain_command(existing_values) -> None:
+    existing_values["sidekiq"] = {"loginShell": False, "command": "/usr/bin/bundle exec sidekiq"}
+    assert exec_start(stage_from(existing_values)) == (
+        "/usr/bin/bundle exec sidekiq -e staging -C config/sidekiq.yml -t 25"
+    )
+
+
+def test_user_scope_unit_has_no_user_and_wants_default_target(existing_values) -> None:
+    existing_values["sidekiq"] = {"scope": "user"}
+    existing_values["env"] = {"REDIS_URL": "redis://localhost/1"}
+    stage = stage_from(existing_values)
+    found = directives(render_unit(stage))
+    assert ("Service", "User") not in found and ("Service", "Group") not in found
+    assert found[("Install", "WantedBy")] == ["default.target"]
+    assert found[("Service", "EnvironmentFile")] == ["%h/.config/sidekiq-fleet/sidekiq.env"]
+    files = {f.role: f for f in render_files(stage)}
+    assert set(files) == {"unit", "env"}, "a user unit needs no sudoers drop-in"
+    assert files["unit"].path == "~deploy/.config/systemd/user/sidekiq.service"
+    assert (files["env"].owner, files["env"].mode) == ("deploy", "0600")
+
+
+def test_files_for_system_scope_have_root_owners_and_modes(existing_values) -> None:
+    existing_values["env"] = {"REDIS_URL": "redis://localhost/1"}
+    files = {f.role: f for f in render_files(stage_from(existing_values))}
+    assert (files["unit"].path, files["unit"].mode, files["unit"].owner) == (
+        "/etc/systemd/system/sidekiq.service",
+        "0644",
+        "root",
+    )
+    assert (files["sudoers"].path, files["sudoers"].mode) == ("/etc/sudoers.d/sidekiq-fleet-sidekiq", "0440")
+    assert "." not in Path(files["sudoers"].path).name, "sudo skips sudoers.d files with a dot"
+    assert (files["env"].path, files["env"].mode, files["env"].secret) == (
+        "/etc/sidekiq-fleet/sidekiq.env",
+        "0600",
+        True,
+    )
+    assert directives(files["unit"].content)[("Service", "EnvironmentFile")] == [
+        "/etc/sidekiq-fleet/sidekiq.env"
+    ]
+
+
+def test_env_file_quotes_values_for_systemd() -> None:
+    text = render_env_file({"B": 'say "hi" \\ $(id) `x`', "A": "plain value"})
+    lines = [line for line in text.splitlines() if not line.startswith("#")]
+    assert lines == ['A="plain value"', 'B="say \\"hi\\" \\\\ $(id) `x`"']
+
+
+def test_sudoers_grants_exact_verbs_on_the_unit_only(staging: Stage) -> None:
+    commands = sudo_commands(staging)
+    assert "/usr/bin/systemctl kill -s TSTP sidekiq.service" in commands
+    assert "/usr/bin/systemctl restart sidekiq" in commands
+    for command in commands:
+        assert command.startswith("/usr/bin/systemctl ")
+        assert "*" not in command and command.split()[-1] in ("sidekiq", "sidekiq.service")
+    text = render_sudoers(staging)
+    assert "deploy ALL=(root) NOPASSWD: SIDEKIQ_FLEET_SIDEKIQ" in text
+    assert "NOPASSWD: /usr/bin/systemctl\n" not in text
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"sidekiq": {"unitName": "sidekiq-critical", "user": "app_runner"}},
+        {"sidekiq": {"unitName": "worker_2"}},
+    ],
+    ids=["default", "dashed-unit", "underscored-unit"],
+)
+def test_every_rendered_sudoers_passes_visudo(existing_values, tmp_path: Path, changes) -> None:
+    existing_values.update(changes)
+    path = tmp_path / "sudoers"
+    path.write_text(render_sudoers(stage_from(existing_values)))
+    result = subprocess.run(["visudo", "-cf", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_visudo_rejects_a_broken_file(tmp_path: Path) -> None:
+    """The checker the install relies on really fails on bad input."""
+    path = tmp_path / "sudoers"
+    path.write_text("deploy ALL=(root) NOPASSWD /usr/bin/systemctl\n")
+    assert subprocess.run(["visudo", "-cf", str(path)], capture_output=True).returncode != 0
+
+
+def _verify(tmp_path: Path, unit_text: str) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "sidekiq.service"
+    path.write_text(unit_text)
+    return subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True)
+
+
+def test_rendered_unit_passes_systemd_analyze_verify(staging: Stage, tmp_path: Path) -> None:
+    result = _verify(tmp_path, render_unit(staging).replace("/home/deploy/.rbenv/shims/", ""))
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+
+
+def test_systemd_analyze_warns_on_a_bad_value(staging: Stage, tmp_path: Path) -> None:
+    """verify exits 0 on Type=notfy; only stderr tells, which is why install reads it."""
+    result = _verify(tmp_path, render_unit(staging).replace("Type=notify", "Type=notfy"))
+    assert "notfy" in result.stderr
+
+
+def test_a_stage_can_use_its_own_unit_template(existing_values, tmp_path: Path) -> None:
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "mine.service.j2").write_text(
+        "[Service]\nExecStart={{ exec_start }}\nTimeoutStopSec={{ timeout_stop_sec }}\n"
+    )
+    existing_values["sidekiq"] = {"unitTemplate": "templates/mine.service.j2"}
+    text = render_unit(stage_from(existing_values), project_dir=tmp_path)
+    assert text.startswith("[Service]\nExecStart=/bin/bash -lc 'exec bundle exec sidekiq")
+    assert "TimeoutStopSec=30" in text
+
+
+def test_a_template_with_an_unknown_variable_fails(existing_values, tmp_path: Path) -> None:
+    import jinja2
+
+    (tmp_path / "bad.j2").write_text("ExecStart={{ no_such_value }}\n")
+    existing_values["sidekiq"] = {"unitTemplate": "bad.j2"}
+    with pytest.raises(jinja2.UndefinedError):
+        render_unit(stage_from(existing_values), project_dir=tmp_path)
+
+
+def test_digest_changes_with_content_and_is_stable(existing_values) -> None:
+    first = files_digest(render_files(stage_from(existing_values)))
+    assert first == files_digest(render_files(stage_from(existing_values)))
+    existing_values["sidekiq"] = {"watchdogSec": 20}
+    assert files_digest(render_files(stage_from(existing_values))) != first
+    existing_values["appVersion"] = "other"
+    existing_values["sidekiq"] = {}
+    assert files_digest(render_files(stage_from(existing_values))) == first, (
+        "a version bump alone must not re-install files"
+    )
+
+
+def _ec2_values(existing_values, **hosts_extra) -> dict:
+    existing_values["hosts"] = {
+        "provider": "ec2",
+        "count": 1,
+        "subnetIds": ["subnet-0a1b2c3d"],
+        "sshIngressCidrs": ["203.0.113.0/24"],
+        "keyName": "k",
+        **hosts_extra,
+    }
+    return existing_values
+
+
+def test_user_data_creates_the_deploy_user(existing_values) -> None:
+    text = render_user_data(stage_from(_ec2_values(existing_values)))
+    assert text.startswith("#cloud-config\n")
+    assert "  - default\n  - name: deploy\n" in text
+
+
+def test_user_data_merges_the_teams_cloud_init_stably(existing_values) -> None:
+    values = _ec2_values(existing_values, cloudInit="#!/bin/sh\necho hello\n")
+    text = render_user_data(stage_from(values))
+    assert text == render_user_data(stage_from(values)), "user data must not change between runs"
+    parts = [p for p in message_from_string(text).walk() if not p.is_multipart()]
+    assert [p.get_content_type() for p in parts] == ["text/cloud-config", "text/x-shellscript"]
+    assert "echo hello" in parts[1].get_payload()
