@@ -165,7 +165,7 @@ class ExistingHost(_Model):
     )
     address: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.:-]*$", description="an IP address or DNS name")
     port: int = Field(22, ge=1, le=65535, description="a TCP port from 1 to 65535")
-    host_key: HostKey
+    host_key: HostKey | None = None
 
 
 class ExistingHosts(_Model):
@@ -195,8 +195,19 @@ class Ssh(_Model):
         pattern=POSIX_NAME,
         description="the provisioning login user with passwordless sudo, such as admin",
     )
-    private_key: SecretStr = Field(
-        description="an OpenSSH private key, set with pulumi config set --secret --path ssh.privateKey"
+    private_key: SecretStr | None = Field(
+        None,
+        description="an OpenSSH private key, set with pulumi config set --secret --path ssh.privateKey",
+    )
+    private_key_file: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9._/@+-]+$",
+        description="a path to an OpenSSH private key file, absolute or relative to the project",
+    )
+    known_hosts_file: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9._/@+-]+$",
+        description="a known_hosts file that pins the keys of existing hosts without hostKey",
     )
     dial_error_limit: int = Field(30, ge=1, le=1000, description="an integer from 1 to 1000")
     per_dial_timeout: int = Field(15, ge=1, le=300, description="seconds, 1 to 300")
@@ -206,11 +217,24 @@ class Ssh(_Model):
 
     @field_validator("private_key", mode="after")
     @classmethod
-    def _looks_like_key(cls, key: SecretStr) -> SecretStr:
-        value = key.get_secret_value()
-        if value != SECRET_PLACEHOLDER and "PRIVATE KEY-----" not in value:
-            raise ValueError("not a PEM/OpenSSH private key")
+    def _looks_like_key(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None:
+            _check_private_key(key.get_secret_value())
         return key
+
+    @model_validator(mode="after")
+    def _one_key(self) -> Ssh:
+        if (self.private_key is None) == (self.private_key_file is None):
+            raise ValueError(
+                "privateKey: set exactly one of privateKey or privateKeyFile; expected an OpenSSH "
+                "private key set with pulumi config set --secret --path ssh.privateKey"
+            )
+        return self
+
+
+def _check_private_key(value: str) -> None:
+    if value != SECRET_PLACEHOLDER and "PRIVATE KEY-----" not in value:
+        raise ValueError("not a PEM/OpenSSH private key")
 
 
 class Sidekiq(_Model):
@@ -328,6 +352,13 @@ class StageConfig(_Model):
             )
         if "MALLOC_ARENA_MAX" in self.env:
             raise ValueError("env.MALLOC_ARENA_MAX: the unit sets it to 2; expected other names")
+        if isinstance(self.hosts, ExistingHosts) and self.ssh.known_hosts_file is None:
+            for index, host in enumerate(self.hosts.existing):
+                if host.host_key is None:
+                    raise ValueError(
+                        f"hosts.existing[{index}].hostKey: is required unless ssh.knownHostsFile is "
+                        'set; expected an ssh public host key such as "ssh-ed25519 AAAAC3Nza..."'
+                    )
         return self
 
     @property
@@ -501,3 +532,60 @@ def values_from_stack_file(path: Path, project: str = NAMESPACE) -> dict[str, An
         if key.startswith(prefix):
             values[key.removeprefix(prefix)] = reveal(value)
     return values
+
+
+def _known_host_keys(text: str, host: str, port: int) -> list[str]:
+    pattern = host if port == 22 else f"[{host}]:{port}"
+    keys = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and not line.startswith(("#", "@")) and pattern in fields[0].split(","):
+            keys.append(f"{fields[1]} {fields[2]}")
+    return keys
+
+
+def resolve_files(stage: Stage, base_dir: Path) -> Stage:
+    """Read ssh.privateKeyFile and ssh.knownHostsFile into the stage.
+
+    Kept apart from parse_stage so that validation and `render` touch no files.
+    """
+    ssh = stage.config.ssh
+    problems = []
+    private_key = ssh.private_key
+    if ssh.private_key_file is not None:
+        path = base_dir / ssh.private_key_file
+        try:
+            text = path.read_text()
+            _check_private_key(text)
+            private_key = SecretStr(text)
+        except (OSError, ValueError) as error:
+            problems.append(
+                f"{NAMESPACE}:ssh.privateKeyFile: cannot use {path}: {error}; "
+                "expected a readable OpenSSH private key file"
+            )
+    hosts = stage.config.hosts
+    if isinstance(hosts, ExistingHosts) and ssh.known_hosts_file is not None:
+        path = base_dir / ssh.known_hosts_file
+        try:
+            known = path.read_text()
+        except OSError as error:
+            known = ""
+            problems.append(
+                f"{NAMESPACE}:ssh.knownHostsFile: cannot read {path}: {error}; expected a known_hosts file"
+            )
+        pinned = []
+        for index, host in enumerate(hosts.existing):
+            keys = [host.host_key] if host.host_key else _known_host_keys(known, host.address, host.port)
+            if known and len(keys) != 1:
+                problems.append(
+                    f"{NAMESPACE}:hosts.existing[{index}].hostKey: {path} has {len(keys)} keys for "
+                    f"{host.address} port {host.port}; expected exactly one, or hostKey set"
+                )
+            pinned.append(host.model_copy(update={"host_key": keys[0] if keys else None}))
+        hosts = hosts.model_copy(update={"existing": pinned})
+    if problems:
+        raise StageConfigError(stage.name, problems)
+    config = stage.config.model_copy(
+        update={"hosts": hosts, "ssh": ssh.model_copy(update={"private_key": private_key})}
+    )
+    return stage.model_copy(update={"config": config})

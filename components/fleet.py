@@ -26,6 +26,7 @@ def deploy_fleet(stage: Stage, project_dir: Path) -> dict[str, Any]:
     config = stage.config
     hosts = provision_hosts(f"{config.app}-{stage.name}", stage)
     files = render_files(stage, project_dir)
+    assert config.ssh.private_key is not None, "resolve_files() reads ssh.privateKeyFile first"
     private_key = pulumi.Output.secret(config.ssh.private_key.get_secret_value())
 
     services: list[SidekiqService] = []
