@@ -23,7 +23,7 @@ def render_stage(stage_name: str, project_dir: Path = PROJECT_DIR) -> str:
     values = values_from_stack_file(stack_file)
     # Rendering never needs the ssh key, so a stack without it still renders.
     ssh = values.setdefault("ssh", {})
-    if isinstance(ssh, dict):
+    if isinstance(ssh, dict) and "privateKeyFile" not in ssh:
         ssh.setdefault("privateKey", SECRET_PLACEHOLDER)
     stage = parse_stage(stage_name, values)
     sections = []
