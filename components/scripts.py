@@ -245,6 +245,8 @@ def restart(stage: Stage, host: str, app_version: str) -> str:
         f"version={q(app_version)}",
         'if ! sctl is-active --quiet "$unit"; then',
         '  say "not running; starting it for $version"',
+        "  # A unit that hit its start limit (say, a release that could not boot) refuses to start.",
+        '  sctl reset-failed "$unit" 2>/dev/null || true',
         '  sctl start "$unit" || fail "start failed"',
         "else",
         '  old_pid=$(sctl show -p MainPID --value "$unit")',

@@ -283,7 +283,8 @@ def _up_locked(n: int, rootfs: Path, timeout: float, allow_degraded: bool, log: 
                 "link": config.link_name(name),
                 "dir": str(hostdir),
                 "merged": str(hostdir / "merged"),
-                "log": str(hostdir / "nspawn.log"),
+                # Outside the host dir so it survives down, for a look after a failed boot.
+                "log": str(runtime / "logs" / f"{name}.log"),
                 "cgroups": [str(root / config.CGROUP_PARENT / name) for root in config.CGROUP_ROOTS],
                 "nspawn_pid": None,
                 "nspawn_starttime": None,
@@ -359,7 +360,8 @@ def _launch(rec: dict[str, Any], data: dict[str, Any], log: Log) -> None:
         "--resolv-conf=off",
         "--timezone=off",
     ]  # fmt: skip
-    logfh = open(rec["log"], "ab")
+    Path(rec["log"]).parent.mkdir(parents=True, exist_ok=True)
+    logfh = open(rec["log"], "wb")
     try:
         proc = subprocess.Popen(
             ["/bin/sh", "-c", _JOIN_CGROUPS_THEN_EXEC, "sh", str(len(procs_files)), *procs_files, *argv],

@@ -77,6 +77,7 @@ def ensure_template(log: Log = quiet, force: bool = False) -> Path:
             build.rename(dest)
             atomic_write(rootfs_dir() / f"{key}.json", json.dumps(meta, indent=2) + "\n")
             log(f"template {dest} built in {meta['build_seconds']:.0f} s")
+            _prune_unused(keep=dest, log=log)
             return dest
         finally:
             if build.exists():
@@ -92,6 +93,19 @@ def _remove_stale_builds(log: Log) -> None:
         remove_tree(stale)
     for stale in rootfs_dir().glob(".old-*"):
         remove_tree(stale)
+
+
+def _prune_unused(keep: Path, log: Log) -> None:
+    """Drop templates of older recipes (about 215 MB each) unless a running host still has one as its lower layer."""
+    in_use = Path("/proc/self/mounts").read_text()
+    for old in rootfs_dir().iterdir():
+        if old == keep or old.name.startswith(".") or not old.is_dir():
+            continue
+        if f"lowerdir={old}," in in_use or f"lowerdir={old} " in in_use:
+            continue
+        log(f"removing template of an older recipe {old}")
+        remove_tree(old)
+        old.with_name(old.name + ".json").unlink(missing_ok=True)
 
 
 def _build_log() -> Path:

@@ -1,0 +1,319 @@
+"""The whole program for real: Pulumi engine, command provider, sshd, systemd, sudo, Redis, Sidekiq 6.4.1.
+
+The steps run in order on the same three hosts and stack, as a team's stage would live:
+first deploy (with a late host), no-op, version bump under load, template change, least
+privilege, a failed release, secrets, destroy. Every check reads the hosts themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import localhosts
+from tests.e2e.conftest import PulumiProject, wait_until
+
+pytestmark = pytest.mark.e2e
+
+UNIT = "sidekiq.service"
+APP = "/var/www/example/local"
+JOBS_LOG = f"{APP}/shared/jobs.log"
+SECRET_ENV_VALUE = "e2e-secret-token-6a1f0c9d"
+FILES = {
+    "/etc/systemd/system/sidekiq.service": "root:root 644",
+    "/etc/sudoers.d/sidekiq-fleet-sidekiq": "root:root 440",
+    "/etc/sidekiq-fleet/sidekiq.env": "root:root 600",
+}
+
+
+def sh(host: localhosts.Host, command: str, user: str | None = None) -> str:
+    result = host.exec(command, user=user)
+    assert result.returncode == 0, f"{host.name}: {command}: {result.stdout}{result.stderr}"
+    return result.stdout
+
+
+def main_pid(host: localhosts.Host) -> int:
+    return int(sh(host, f"systemctl show -p MainPID --value {UNIT}"))
+
+
+def is_active(host: localhosts.Host) -> bool:
+    return host.exec(f"systemctl is-active --quiet {UNIT}").returncode == 0
+
+
+@dataclass
+class LogLine:
+    at: int  # microseconds since the epoch, from journald
+    pid: int
+    message: str
+
+
+def journal(host: localhosts.Host) -> list[LogLine]:
+    lines = []
+    for raw in sh(host, f"journalctl -u {UNIT} -o json --no-pager").splitlines():
+        entry = json.loads(raw)
+        message = entry.get("MESSAGE")
+        if isinstance(message, str):
+            lines.append(LogLine(int(entry["__REALTIME_TIMESTAMP"]), int(entry.get("_PID", 0)), message))
+    return lines
+
+
+def first(lines: list[LogLine], pid: int, text: str) -> LogLine:
+    found = [line for line in lines if line.pid == pid and text in line.message]
+    assert found, f"no journal line with {text!r} from PID {pid}"
+    return found[0]
+
+
+def processed(host: localhosts.Host) -> list[dict]:
+    result = host.exec(f"cat {JOBS_LOG}")
+    return [json.loads(line) for line in result.stdout.splitlines()] if result.returncode == 0 else []
+
+
+def push_jobs(host: localhosts.Host, *ids: str) -> None:
+    sh(host, f"cd {APP}/current && bin/push-jobs {' '.join(ids)}", user="deploy")
+
+
+def job_processed(host: localhosts.Host, job_id: str) -> dict | None:
+    return next((job for job in processed(host) if job["id"] == job_id), None)
+
+
+def ssh_sessions(host: localhosts.Host) -> int:
+    """How many ssh logins the host has accepted: a command resource that runs logs one."""
+    return sh(host, "journalctl -u ssh.service -o cat --no-pager").count("Accepted publickey")
+
+
+def test_first_deploy_waits_for_a_late_host_and_starts_sidekiq(
+    project: PulumiProject, hosts: localhosts.Fleet
+) -> None:
+    late = hosts[2]
+    # Like an instance still booting: sshd answers 20 s after `pulumi up` starts.
+    sh(late, "systemctl stop ssh.socket ssh.service 2>/dev/null || systemctl stop ssh.service")
+    sh(late, "systemd-run --on-active=20 --unit=e2e-late-sshd systemctl start ssh.service")
+    project.config_set("env.SECRET_TOKEN", SECRET_ENV_VALUE, secret=True)
+    started = time.monotonic()
+    run = project.up()
+    assert time.monotonic() - started >= 20, "the late host cannot have been deployed before its sshd ran"
+    assert "accepts connections" in run.output
+
+    for host in hosts:
+        assert is_active(host), host.name
+        show = sh(host, f"systemctl show -p Type,NotifyAccess,WatchdogUSec,TimeoutStopUSec,User {UNIT}")
+        assert "Type=notify\n" in show and "NotifyAccess=all\n" in show and "WatchdogUSec=10s\n" in show
+        assert "TimeoutStopUSec=13s\n" in show and "User=deploy\n" in show
+        lines = journal(host)
+        pid = main_pid(host)
+        first(lines, pid, "Enabling systemd notification integration")
+        first(lines, pid, "Pinging systemd watchdog")
+        for path, owner_mode in FILES.items():
+            assert sh(host, f"stat -c '%U:%G %a' {path}").strip() == owner_mode, (host.name, path)
+        assert sh(host, f"systemctl is-enabled {UNIT}").strip() == "enabled"
+        environ = sh(host, f"tr '\\0' '\\n' < /proc/{pid}/environ")
+        assert f"SECRET_TOKEN={SECRET_ENV_VALUE}\n" in environ and "MALLOC_ARENA_MAX=2\n" in environ
+
+        push_jobs(host, f"first-{host.name}")
+        job = wait_until(lambda h=host: job_processed(h, f"first-{h.name}"), 30, f"a job on {host.name}")
+        assert job["pid"] == pid
+
+    outputs = project.outputs()
+    assert outputs["stage"] == "local" and outputs["units"] == [UNIT] and outputs["appVersion"] == "local-1"
+    assert [h["name"] for h in outputs["hosts"]] == [h.name for h in hosts]
+    for entry, host in zip(outputs["hosts"], hosts, strict=True):
+        assert entry["address"] == host.address and entry["port"] == 22 and entry["sshUser"] == "admin"
+        assert entry["hostKey"] == host.host_key and entry["appVersion"] == "local-1"
+        assert entry["units"] == [UNIT] and entry["instanceId"] is None
+
+
+def test_second_up_changes_nothing_and_runs_no_remote_command(
+    project: PulumiProject, hosts: localhosts.Fleet
+) -> None:
+    pids = [main_pid(h) for h in hosts]
+    sessions = [ssh_sessions(h) for h in hosts]
+    run = project.up("--expect-no-changes")
+    assert "sidekiq-fleet: " not in run.output, "a script ran"
+    assert [main_pid(h) for h in hosts] == pids
+    assert [ssh_sessions(h) for h in hosts] == sessions
+
+
+def deploy_release(host: localhosts.Host, release: str) -> None:
+    """What the team's Capistrano deploy does: a new release directory, then `current` moves."""
+    sh(
+        host,
+        f'cd {APP}/releases && cp -a "$(readlink -f {APP}/current)" {release} '
+        f"&& ln -sfn {APP}/releases/{release} {APP}/current.new && mv -T {APP}/current.new {APP}/current",
+        user="deploy",
+    )
+
+
+PUSHER = f"""
+cd {APP}/current
+i=0
+while [ ! -e /tmp/e2e-stop-pushing ]; do
+  bin/push-jobs --sleep 0.5 "steady-$i" >/dev/null && echo "steady-$i" >> /tmp/e2e-pushed
+  i=$((i + 1))
+done
+"""
+
+
+def test_version_bump_rolls_through_the_hosts_in_order_and_loses_no_job(
+    project: PulumiProject, hosts: localhosts.Fleet
+) -> None:
+    old_pids = [main_pid(h) for h in hosts]
+    for host in hosts:
+        deploy_release(host, "20260102000000")
+        sh(host, "rm -f /tmp/e2e-stop-pushing /tmp/e2e-pushed")
+        sh(host, f"systemd-run --unit=e2e-pusher --uid=deploy /bin/bash -c {shlex.quote(PUSHER)}")
+    project.config_set("appVersion", "local-2")
+
+    steps = project.preview_steps()
+    changed = {step["urn"].rsplit("::", 1)[1]: step["op"] for step in steps if step["op"] != "same"}
+    assert {name for name, op in changed.items() if op == "replace"} == {f"{h.name}-restart" for h in hosts}
+    assert all(name.endswith("-restart") for name in changed), changed
+    assert not [s for s in steps if s["op"] == "delete"], "nothing may be deleted or uninstalled"
+
+    run = project.up()
+    assert "uninstalled" not in run.output
+
+    for host in hosts:
+        sh(host, "touch /tmp/e2e-stop-pushing")
+    boots = []
+    for host, old_pid in zip(hosts, old_pids, strict=True):
+        new_pid = main_pid(host)
+        assert new_pid != old_pid and is_active(host), host.name
+        assert (
+            sh(host, f"test -e /etc/systemd/system/{UNIT} && systemctl is-enabled {UNIT}").strip()
+            == "enabled"
+        )
+        lines = journal(host)
+        quiet = first(lines, old_pid, "Received TSTP, no longer accepting new work")
+        shutdown = first(lines, old_pid, "Shutting down")
+        assert quiet.at < shutdown.at, f"{host.name}: TERM came before TSTP"
+        boots.append((quiet.at, first(lines, new_pid, "Starting processing").at))
+    for (_, ready), (next_quiet, _) in zip(boots, boots[1:], strict=False):
+        assert ready < next_quiet, "a host was quieted before the previous batch was back"
+
+    for host in hosts:
+        sh(host, "systemctl stop e2e-pusher.service 2>/dev/null || true")
+        pushed = set(sh(host, "cat /tmp/e2e-pushed").split())
+        assert len(pushed) >= 5, f"{host.name}: the pusher barely ran"
+
+        def all_done(h: localhosts.Host = host, wanted: set[str] = pushed) -> bool:
+            return wanted <= {job["id"] for job in processed(h)}
+
+        wait_until(all_done, 90, f"every steady job on {host.name}")
+        releases = {job["release"] for job in processed(host) if job["pid"] == main_pid(host)}
+        assert releases == {"20260102000000"}, f"{host.name} runs the old release: {releases}"
+
+
+def test_template_change_reinstalls_reloads_and_restarts(
+    project: PulumiProject, hosts: localhosts.Fleet
+) -> None:
+    old_pids = [main_pid(h) for h in hosts]
+    project.config_set("sidekiq.watchdogSec", "15")
+    run = project.up()
+    assert run.output.count("daemon-reload done") == len(hosts)
+    for host, old_pid in zip(hosts, old_pids, strict=True):
+        assert "WatchdogSec=15\n" in sh(host, f"cat /etc/systemd/system/{UNIT}")
+        assert sh(host, f"systemctl show -p WatchdogUSec --value {UNIT}").strip() == "15s"
+        assert main_pid(host) != old_pid and is_active(host)
+
+
+ALLOWED = [
+    f"sudo -n systemctl status {UNIT}",
+    "sudo -n systemctl reload sidekiq",
+    f"sudo -n systemctl kill -s TSTP {UNIT}",
+    "sudo -n systemctl restart sidekiq",
+    f"sudo -n systemctl stop {UNIT}",
+    "sudo -n systemctl start sidekiq",
+    "sudo -n /bin/systemctl restart sidekiq.service",
+]
+REFUSED = [
+    "sudo -n systemctl restart ssh.service",
+    "sudo -n systemctl stop redis-server",
+    "sudo -n systemctl edit sidekiq",
+    "sudo -n systemctl link /tmp/evil.service",
+    "sudo -n systemctl enable sidekiq",
+    "sudo -n systemctl daemon-reload",
+    f"sudo -n systemctl kill -s KILL {UNIT}",
+    "sudo -n systemctl set-environment EVIL=1",
+    f"sudo -n systemctl start {UNIT} ssh.service",
+    "sudo -n systemctl start 'sidekiq*'",
+    "sudo -n -i",
+    "sudo -n bash -c id",
+    "sudo -n journalctl -n 1",
+    "sudo -n cat /etc/sidekiq-fleet/sidekiq.env",
+]
+
+
+def test_deploy_user_gets_exactly_the_service_verbs(hosts: localhosts.Fleet) -> None:
+    host = hosts[0]
+    for command in ALLOWED:
+        result = host.exec(command, user="deploy")
+        assert result.returncode == 0, f"refused: {command}: {result.stdout}{result.stderr}"
+    wait_until(lambda: is_active(host), 30, "sidekiq after the allowed verbs")
+    for command in REFUSED:
+        result = host.exec(command, user="deploy")
+        assert result.returncode != 0, f"allowed: {command}"
+        assert "a password is required" in result.stderr or "not allowed" in result.stderr, command
+    assert is_active(host) and host.exec("systemctl is-active --quiet ssh.service").returncode == 0
+
+
+def test_a_release_that_cannot_boot_halts_the_rollout(
+    project: PulumiProject, hosts: localhosts.Fleet
+) -> None:
+    broken, untouched = hosts[1], hosts[2]
+    for host in hosts:
+        deploy_release(host, "20260103000000")
+    sh(broken, f"echo ':concurrency: [unclosed' > {APP}/current/config/sidekiq.yml", user="deploy")
+    untouched_pid = main_pid(untouched)
+    project.config_set("appVersion", "local-3")
+
+    run = project.up(check=False)
+    assert run.returncode != 0
+    assert f"{UNIT} on host {broken.name}: FAILED" in run.output
+    assert f"last 40 journal lines of {UNIT} on host {broken.name}" in run.output
+    assert "sidekiq" in run.output.split(f"journal lines of {UNIT} on host {broken.name}")[1]
+    assert main_pid(untouched) == untouched_pid and is_active(untouched), "the rollout went on"
+    assert is_active(hosts[0])
+
+    sh(broken, f"cp {APP}/releases/20260102000000/config/sidekiq.yml {APP}/current/config/", user="deploy")
+    project.up()
+    for host in hosts:
+        wait_until(lambda h=host: is_active(h), 30, f"sidekiq on {host.name}")
+    assert main_pid(untouched) != untouched_pid
+    assert [h["appVersion"] for h in project.outputs()["hosts"]] == ["local-3"] * len(hosts)
+
+
+def test_secrets_never_reach_the_output_or_the_state(project: PulumiProject) -> None:
+    private_key = Path(localhosts.hosts()[0].private_key_path).read_text()
+    key_body = "".join(line for line in private_key.splitlines() if "PRIVATE KEY" not in line)
+    state = project.pulumi("stack", "export").output
+    assert "ciphertext" in state, "secrets should be stored encrypted"
+    for text in [state, *(run.output for run in project.runs)]:
+        assert SECRET_ENV_VALUE not in text
+        assert key_body[:40] not in text and key_body[-40:] not in text
+    backend = Path(project.env["PULUMI_BACKEND_URL"].removeprefix("file://"))
+    for path in backend.rglob("*.json"):
+        content = path.read_text()
+        assert SECRET_ENV_VALUE not in content and key_body[:40] not in content, path
+
+
+def test_destroy_stops_sidekiq_and_leaves_the_hosts_clean(
+    project: PulumiProject, hosts: localhosts.Fleet
+) -> None:
+    pids = [main_pid(h) for h in hosts]
+    run = project.pulumi("destroy", "--yes")
+    assert run.output.count("uninstalled") == len(hosts)
+    for host, pid in zip(hosts, pids, strict=True):
+        assert not is_active(host)
+        lines = journal(host)
+        assert first(lines, pid, "Received TSTP").at < first(lines, pid, "Shutting down").at
+        for path in [*FILES, "/var/lib/sidekiq-fleet/staging"]:
+            assert host.exec(f"test -e {path}").returncode != 0, f"{host.name} still has {path}"
+        units = sh(host, f"systemctl list-unit-files {UNIT} --no-legend || true")
+        assert UNIT not in units
+        assert re.search(r"\bsidekiq\b", sh(host, "ps -eo comm")) is None
