@@ -85,6 +85,7 @@ def _copy_project(target: Path, host_names: list[str], addresses: list[str]) -> 
     )
     (target / ".venv").symlink_to(PROJECT_DIR / ".venv")
     stack = yaml.safe_load((PROJECT_DIR / f"Pulumi.{STACK}.yaml").read_text())
+    stack.pop("encryptionsalt")  # the tests' own passphrase gets its own salt
     stack["config"]["sidekiq-fleet:hosts"]["existing"] = [
         {"name": name, "address": address} for name, address in zip(host_names, addresses, strict=True)
     ]
