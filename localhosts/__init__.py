@@ -1,7 +1,8 @@
 """Local Debian bookworm hosts with systemd as PID 1 (systemd-nspawn), for end-to-end tests and a demo stage.
 
-    import localhosts
-    with localhosts.up(3) as hosts:        # always torn down, even on Ctrl-C
+Typical use (the hosts are torn down on leaving the block, even on Ctrl-C)::
+
+    with localhosts.up(3) as hosts:
         hosts[0].ssh("sudo -n true", check=True)
         hosts[0].exec(["systemctl", "stop", "ssh.service"])
 """

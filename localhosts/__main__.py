@@ -22,7 +22,7 @@ def _log(msg: str) -> None:
 
 def _table(rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
 def _sigterm_as_interrupt(_sig: int, _frame: FrameType | None) -> None:
@@ -121,7 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     p = sub.add_parser("up", help="boot N fresh hosts sfhost1..sfhostN (replacing any running ones)")
     p.add_argument("n", type=int)
-    p.add_argument("--timeout", type=float, default=180.0, help="seconds per host to reach ssh + systemd running")
+    p.add_argument(
+        "--timeout", type=float, default=180.0, help="seconds per host to reach ssh + systemd running"
+    )
     p.add_argument("--allow-degraded", action="store_true", help="accept hosts whose systemd is degraded")
     p.add_argument("--keep-on-failure", action="store_true", help="leave a failed boot for inspection")
     p.set_defaults(func=cmd_up)

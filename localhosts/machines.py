@@ -35,7 +35,8 @@ from .sysutil import (
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 STOP_GRACE = 15.0
 
-# Popen objects of hosts this process launched, kept so they can be waited for (no zombies, no ResourceWarning).
+# Popen objects of the hosts this process launched, kept so they can be waited for
+# (no zombies, no ResourceWarning).
 _children: dict[int, subprocess.Popen[bytes]] = {}
 
 Command = str | Sequence[str]
@@ -73,7 +74,9 @@ class Host:
             raise RuntimeError(f"{self.name}: no init process under nspawn PID {self.nspawn_pid}")
         return pid
 
-    def ssh_argv(self, command: Command | None = None, *, user: str | None = None, tty: bool = False) -> list[str]:
+    def ssh_argv(
+        self, command: Command | None = None, *, user: str | None = None, tty: bool = False
+    ) -> list[str]:
         """ssh command line that trusts only the host key recorded at boot."""
         argv = [
             "ssh",
@@ -235,7 +238,9 @@ def status() -> list[HostStatus]:
             # Every process of the host sits in its subtree in each hierarchy; the union guards against races.
             pids = sorted({p for cg in rec.get("cgroups", []) for p in cgroup_procs(Path(cg))})
             pss = round(pss_kib(pids) / 1024, 1)
-        result.append(HostStatus(rec["name"], rec["address"], alive, rec.get("phase", "?"), system_state, pss))
+        result.append(
+            HostStatus(rec["name"], rec["address"], alive, rec.get("phase", "?"), system_state, pss)
+        )
     return result
 
 
@@ -339,7 +344,9 @@ def _prepare(rec: dict[str, Any], rootfs: Path, log: Log) -> None:
 
 # The launching shell joins the host's own cgroups, then becomes nspawn (same PID), so the container's
 # units live in a subtree of their own instead of colliding at the hierarchy root.
-_JOIN_CGROUPS_THEN_EXEC = 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ >"$1" || exit 97; shift; n=$((n-1)); done; exec "$@"'
+_JOIN_CGROUPS_THEN_EXEC = (
+    'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ >"$1" || exit 97; shift; n=$((n-1)); done; exec "$@"'
+)
 
 
 def _launch(rec: dict[str, Any], data: dict[str, Any], log: Log) -> None:
@@ -407,7 +414,9 @@ class _Waiter:
     def step(self, allow_degraded: bool) -> None:
         rec = self.rec
         if not self.host.alive():
-            raise RuntimeError(f"{rec['name']}: systemd-nspawn exited during boot; end of {rec['log']}:\n{_tail(rec['log'])}")
+            raise RuntimeError(
+                f"{rec['name']}: systemd-nspawn exited during boot; end of {rec['log']}:\n{_tail(rec['log'])}"
+            )
         if self.stage == "link":
             if not link_exists(rec["link"]):
                 return
@@ -452,14 +461,15 @@ class _Waiter:
             if system_state == "running":
                 self.stage = "ready"
                 return
-            failed = self.host.exec(["systemctl", "list-units", "--failed", "--plain", "--no-legend"]).stdout.strip()
+            failed = self.host.exec(
+                ["systemctl", "list-units", "--failed", "--plain", "--no-legend"]
+            ).stdout.strip()
             rec["failed_units"] = [line.split()[0] for line in failed.splitlines() if line.strip()]
             if system_state == "degraded" and allow_degraded:
                 self.stage = "ready"
                 return
-            raise RuntimeError(
-                f"{rec['name']}: systemd is {system_state or err.strip()!r}; failed units: {rec['failed_units']}"
-            )
+            what = system_state or err.strip()
+            raise RuntimeError(f"{rec['name']}: systemd is {what!r}; failed units: {rec['failed_units']}")
 
 
 def _wait_ready(data: dict[str, Any], timeout: float, allow_degraded: bool, log: Log) -> None:
@@ -480,11 +490,13 @@ def _wait_ready(data: dict[str, Any], timeout: float, allow_degraded: bool, log:
                 if w.stage == "ready":
                     w.rec["phase"] = "ready"
                     state.save(data)
-                    t = w.rec["timings"]
-                    log(f"{w.rec['name']}: ssh after {t['ssh']} s, {w.rec['system_state']} after {t['running']} s")
+                    t, name = w.rec["timings"], w.rec["name"]
+                    log(f"{name}: ssh after {t['ssh']} s, {w.rec['system_state']} after {t['running']} s")
                 elif w.elapsed() > timeout:
                     detail = f" (last ssh error: {w.last_error})" if w.stage == "ssh" and w.last_error else ""
-                    raise TimeoutError(f"{w.rec['name']}: still waiting for {w.stage} after {timeout:.0f} s{detail}")
+                    raise TimeoutError(
+                        f"{w.rec['name']}: still waiting for {w.stage} after {timeout:g} s{detail}"
+                    )
             time.sleep(0.05)
     finally:
         for w in waiters:
@@ -506,11 +518,17 @@ def _down_locked(log: Log) -> None:
     recs: list[dict[str, Any]] = (data or {}).get("hosts", [])
     errors: list[str] = []
 
-    # Ask every host to power off at once, then give them a shared grace period.
+    # Ask every host to power off at once, then give them a shared grace period. A host still early in
+    # boot has no handler for the poweroff signal yet and drops it, so the request is repeated.
     for rec in recs:
         if signal_if_alive(rec.get("nspawn_pid"), rec.get("nspawn_starttime"), signal.SIGTERM):
             log(f"{rec['name']}: SIGTERM to nspawn {rec['nspawn_pid']} (orderly poweroff)")
-    wait_until(lambda: not any(_nspawn_alive(r) for r in recs), STOP_GRACE, 0.1)
+    deadline = time.monotonic() + STOP_GRACE
+    while time.monotonic() < deadline:
+        if wait_until(lambda: not any(_nspawn_alive(r) for r in recs), min(2.0, deadline - time.monotonic())):
+            break
+        for rec in recs:
+            signal_if_alive(rec.get("nspawn_pid"), rec.get("nspawn_starttime"), signal.SIGTERM)
     for rec in recs:
         if _nspawn_alive(rec):
             errors += _kill_hard(rec, log)
@@ -530,10 +548,13 @@ def _down_locked(log: Log) -> None:
             err = remove_cgroup(Path(cg))
             if err:
                 errors.append(err)
-        try:
-            remove_tree(hostdir)
-        except (OSError, RuntimeError) as exc:
-            errors.append(str(exc))
+        # nspawn's own scratch dir on the main machine; it declines to delete it when /run is not a tmpfs.
+        propagate = Path("/run/systemd/nspawn/propagate") / rec["name"]
+        for path in (hostdir, propagate):
+            try:
+                remove_tree(path)
+            except (OSError, RuntimeError) as exc:
+                errors.append(str(exc))
 
     errors += _sweep(log)
     if errors:
@@ -604,7 +625,9 @@ def _sweep(log: Log) -> list[str]:
         for child in sorted(p for p in parent.iterdir() if p.is_dir()):
             procs = cgroup_procs(child)
             if procs:
-                errors.append(f"{child} holds processes not recorded in the state file: {procs}; not killing them")
+                errors.append(
+                    f"{child} holds processes not recorded in the state file: {procs}; not killing them"
+                )
                 continue
             err = remove_cgroup(child)
             if err:

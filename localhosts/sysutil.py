@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shlex
 import shutil
 import subprocess
 import time
@@ -38,9 +39,16 @@ def run(
         stdin=None if input is not None else subprocess.DEVNULL,
     )
     if check and proc.returncode != 0:
-        detail = (proc.stderr or proc.stdout or "").strip()
-        raise RuntimeError(f"{' '.join(argv)} exited {proc.returncode}: {detail[-2000:]}")
+        raise CommandError(proc.returncode, proc.args, proc.stdout, proc.stderr)
     return proc
+
+
+class CommandError(subprocess.CalledProcessError, RuntimeError):
+    """CalledProcessError whose message carries the command's stderr, so failures explain themselves."""
+
+    def __str__(self) -> str:
+        detail = (self.stderr or self.stdout or "").strip()
+        return f"{shlex.join(self.cmd)} exited {self.returncode}: {detail[-2000:]}"
 
 
 # ---------------------------------------------------------------- processes
@@ -74,7 +82,7 @@ def proc_ppid(pid: int) -> int | None:
 
 
 def is_alive(pid: int | None, starttime: int | None) -> bool:
-    """True only for the very process we recorded, not a later one that reused its PID; zombies count as dead."""
+    """True only for the very process we recorded, not a later one reusing its PID; zombies count as dead."""
     if not pid:
         return False
     reap(pid)
@@ -105,10 +113,9 @@ def signal_if_alive(pid: int | None, starttime: int | None, sig: int) -> bool:
 
 def container_init(nspawn_pid: int) -> int | None:
     """The container's PID 1 as seen from here: the child of nspawn whose innermost PID is 1."""
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        pid = int(entry.name)
+    with os.scandir("/proc") as entries:
+        pids = [int(e.name) for e in entries if e.name.isdigit()]
+    for pid in pids:
         if proc_ppid(pid) != nspawn_pid:
             continue
         try:
@@ -151,9 +158,7 @@ def pss_kib(pids: Sequence[int]) -> int:
 
 def _unescape_mount(field: str) -> str:
     # /proc/self/mountinfo escapes space, tab, newline and backslash as octal.
-    return (
-        field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
-    )
+    return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
 
 
 def mounts_under(root: Path) -> list[Path]:

@@ -96,7 +96,7 @@ def _remove_stale_builds(log: Log) -> None:
 
 
 def _prune_unused(keep: Path, log: Log) -> None:
-    """Drop templates of older recipes (about 215 MB each) unless a running host still has one as its lower layer."""
+    """Drop templates of older recipes (about 215 MB each) unless a host still uses one as its lower layer."""
     in_use = Path("/proc/self/mounts").read_text()
     for old in rootfs_dir().iterdir():
         if old == keep or old.name.startswith(".") or not old.is_dir():
@@ -159,7 +159,11 @@ def _configure(build: Path, log: Log) -> None:
     # Ruby and setpriv want /proc; nothing else from the main machine is bound in.
     run(["mount", "-t", "proc", "proc", str(build / "proc")])
     try:
-        _logged(["chroot", str(build), "/bin/bash", f"{RECIPE_IN_ROOT}/configure.sh"], "template configuration", env)
+        _logged(
+            ["chroot", str(build), "/bin/bash", f"{RECIPE_IN_ROOT}/configure.sh"],
+            "template configuration",
+            env,
+        )
     finally:
         unmount_all(build / "proc", log)
     if mounts_under(build):
@@ -169,12 +173,23 @@ def _configure(build: Path, log: Log) -> None:
 
 def _describe(build: Path, key: str, seconds: float) -> dict[str, object]:
     """Record what went into the template, and refuse one with the wrong Sidekiq."""
-    wanted = ["ruby-sidekiq", "ruby", "ruby3.1", "bundler", "redis-server", "systemd", "openssh-server", "sudo"]
+    wanted = [
+        "ruby-sidekiq",
+        "ruby",
+        "ruby3.1",
+        "bundler",
+        "redis-server",
+        "systemd",
+        "openssh-server",
+        "sudo",
+    ]
     out = run(["chroot", str(build), "dpkg-query", "-W", "-f", "${Package} ${Version}\\n", *wanted]).stdout
     versions = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
     upstream = versions.get("ruby-sidekiq", "").split("+")[0].split("-")[0]
     if upstream != config.SIDEKIQ_VERSION:
-        raise RuntimeError(f"template has ruby-sidekiq {versions.get('ruby-sidekiq')}, want {config.SIDEKIQ_VERSION}")
+        raise RuntimeError(
+            f"template has ruby-sidekiq {versions.get('ruby-sidekiq')}, want {config.SIDEKIQ_VERSION}"
+        )
     size = int(run(["du", "-sxb", str(build)]).stdout.split()[0])
     return {
         "key": key,
