@@ -236,9 +236,11 @@ class CommandProvider(provider_pb2_grpc.ResourceProviderServicer):
             _set_output_text(properties, wire.UNKNOWN, wire.UNKNOWN)
             return provider_pb2.CreateResponse(id="", properties=properties)
         raw = wire.to_python(request.properties)
-        stdout, stderr = await self._perform(
-            context, self._run(resource_type, request.urn, raw, raw.get("create"), previous={})
-        )
+        stdout = stderr = ""
+        if raw.get("create") is not None:
+            stdout, stderr = await self._perform(
+                context, self._run(resource_type, request.urn, raw, raw["create"], previous={})
+            )
         _set_output_text(properties, stdout, stderr)
         return provider_pb2.CreateResponse(id=_new_id(_resource_name(request)), properties=properties)
 

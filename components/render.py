@@ -19,7 +19,8 @@ from .config import Stage
 TEMPLATES = Path(__file__).parent / "templates"
 MANAGED_NOTE = "Managed by sidekiq-fleet (pulumi up); local edits are overwritten."
 SYSTEMCTL = "/usr/bin/systemctl"
-STAGING_DIR = "/var/lib/sidekiq-fleet/staging"
+STATE_DIR = "/var/lib/sidekiq-fleet"
+STAGING_DIR = f"{STATE_DIR}/staging"
 SYSTEM_UNIT_DIR = "/etc/systemd/system"
 SYSTEM_ENV_DIR = "/etc/sidekiq-fleet"
 SUDOERS_DIR = "/etc/sudoers.d"
@@ -37,12 +38,8 @@ class RenderedFile:
     owner: str
     group: str
     content: str
+    staged_path: str  # where CopyToRemote puts it, before validation and install
     secret: bool = False
-
-    @property
-    def staged_path(self) -> str:
-        """Where the file lands on the host before validation and install."""
-        return f"{STAGING_DIR}/{self.path.rsplit('/', 1)[1]}"
 
 
 def _systemd_env_quote(value: str) -> str:
@@ -95,6 +92,11 @@ def env_path(stage: Stage) -> str:
     if sidekiq.scope == "user":
         return f"~{sidekiq.user}/.config/sidekiq-fleet/{sidekiq.unit_name}.env"
     return f"{SYSTEM_ENV_DIR}/{sidekiq.unit_name}.env"
+
+
+def staging_dir(stage: Stage) -> str:
+    """Per unit, so that stages sharing a host never touch each other's files."""
+    return f"{STAGING_DIR}/{stage.config.sidekiq.unit_name}"
 
 
 def sudoers_path(stage: Stage) -> str:
@@ -180,18 +182,26 @@ def render_files(stage: Stage, project_dir: Path | None = None) -> list[Rendered
     user_scope = sidekiq.scope == "user"
     owner = sidekiq.user if user_scope else "root"
     group = (sidekiq.group or sidekiq.user) if user_scope else "root"
-    files = [RenderedFile("unit", unit_path(stage), "0644", owner, group, render_unit(stage, project_dir))]
+    contents = [("unit", unit_path(stage), "0644", owner, group, render_unit(stage, project_dir))]
     if not user_scope:
         # A user unit needs no sudo: the deploy user runs systemctl --user itself.
-        files.append(
-            RenderedFile("sudoers", sudoers_path(stage), "0440", "root", "root", render_sudoers(stage))
-        )
+        contents.append(("sudoers", sudoers_path(stage), "0440", "root", "root", render_sudoers(stage)))
     if stage.config.env:
         env = {k: v.get_secret_value() for k, v in stage.config.env.items()}
-        files.append(
-            RenderedFile("env", env_path(stage), "0600", owner, group, render_env_file(env), secret=True)
+        contents.append(("env", env_path(stage), "0600", owner, group, render_env_file(env)))
+    return [
+        RenderedFile(
+            role,
+            path,
+            mode,
+            file_owner,
+            file_group,
+            content,
+            staged_path=f"{staging_dir(stage)}/{path.rsplit('/', 1)[1]}",
+            secret=role == "env",
         )
-    return files
+        for role, path, mode, file_owner, file_group, content in contents
+    ]
 
 
 def files_digest(files: Sequence[RenderedFile]) -> str:

@@ -10,7 +10,7 @@ import shlex
 from collections.abc import Sequence
 
 from .config import Stage
-from .render import STAGING_DIR, RenderedFile, env_path, sudoers_path
+from .render import STAGING_DIR, STATE_DIR, RenderedFile, env_path, staging_dir, sudoers_path
 
 JOURNAL_LINES = 40
 # Sidekiq refreshes its process title (and quiet state) on its ~5 s heartbeat.
@@ -280,7 +280,10 @@ def uninstall(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
     body += [
         "sctl daemon-reload",
         'sctl reset-failed "$unit" 2>/dev/null || true',
-        f"rm -rf {q(STAGING_DIR)}",
+        f"rm -rf {q(staging_dir(stage))}",
+        "# Shared parents go too once empty; other units' files keep them.",
+        f"rmdir --ignore-fail-on-non-empty {q(STAGING_DIR)} {q(STATE_DIR)} 2>/dev/null || true",
+        f'rmdir --ignore-fail-on-non-empty "$(dirname {_resolve(env_path(stage))})" 2>/dev/null || true',
         'say "uninstalled"',
     ]
     return as_root("\n".join(body))

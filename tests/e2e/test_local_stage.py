@@ -192,7 +192,11 @@ def test_version_bump_rolls_through_the_hosts_in_order_and_loses_no_job(
         quiet = first(lines, old_pid, "Received TSTP, no longer accepting new work")
         shutdown = first(lines, old_pid, "Shutting down")
         assert quiet.at < shutdown.at, f"{host.name}: TERM came before TSTP"
-        boots.append((quiet.at, first(lines, new_pid, "Starting processing").at))
+        bye = first(lines, old_pid, "Bye!")
+        ready = [line for line in lines if line.at > bye.at and line.message.startswith(f"Started {UNIT}")]
+        assert ready, f"{host.name}: systemd never reported the new process READY"
+        first(lines, new_pid, "Enabling systemd notification integration")
+        boots.append((quiet.at, ready[0].at))
     for (_, ready), (next_quiet, _) in zip(boots, boots[1:], strict=False):
         assert ready < next_quiet, "a host was quieted before the previous batch was back"
 
@@ -312,7 +316,7 @@ def test_destroy_stops_sidekiq_and_leaves_the_hosts_clean(
         assert not is_active(host)
         lines = journal(host)
         assert first(lines, pid, "Received TSTP").at < first(lines, pid, "Shutting down").at
-        for path in [*FILES, "/var/lib/sidekiq-fleet/staging"]:
+        for path in [*FILES, "/var/lib/sidekiq-fleet", "/etc/sidekiq-fleet"]:
             assert host.exec(f"test -e {path}").returncode != 0, f"{host.name} still has {path}"
         units = sh(host, f"systemctl list-unit-files {UNIT} --no-legend || true")
         assert UNIT not in units
