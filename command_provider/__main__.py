@@ -43,12 +43,21 @@ def _engine_address(argv: list[str]) -> str | None:
     return positional[-1] if positional else None
 
 
+class _CallLogger(grpc.aio.ServerInterceptor):
+    """Debug-logs the name of each RPC (never its payload)."""
+
+    async def intercept_service(self, continuation, handler_call_details):  # noqa: ANN001
+        logging.getLogger(__name__).debug("rpc %s", handler_call_details.method)
+        return await continuation(handler_call_details)
+
+
 async def serve(engine_address: str | None) -> None:
     server = grpc.aio.server(
+        interceptors=[_CallLogger()],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ]
+        ],
     )
     provider = CommandProvider(engine_address)
     provider_pb2_grpc.add_ResourceProviderServicer_to_server(provider, server)
@@ -83,6 +92,7 @@ def main() -> None:
     debug_log = os.environ.get("COMMAND_PROVIDER_DEBUG_LOG")
     if debug_log:
         logging.basicConfig(filename=debug_log, level=logging.DEBUG)
+        logging.getLogger("grpc").setLevel(logging.INFO)
     else:
         logging.basicConfig(level=logging.CRITICAL)
     asyncio.run(serve(_engine_address(sys.argv[1:])))

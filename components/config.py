@@ -19,8 +19,10 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     SecretStr,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -82,11 +84,25 @@ class AmiLookup(_Model):
     architecture: Literal["x86_64", "arm64"] = Field("x86_64", description="x86_64 or arm64")
 
 
+def _has_id(value: dict | AmiById) -> bool:
+    return isinstance(value, AmiById) or "id" in value
+
+
 def _check_cidr(value: str) -> str:
     try:
-        return str(ipaddress.ip_network(value, strict=True))
+        network = ipaddress.ip_network(value, strict=False)
     except ValueError:
-        raise ValueError(f"{value!r} is not a CIDR with its host bits zero") from None
+        raise ValueError(f"{value!r} is not a CIDR") from None
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError:
+        raise ValueError(f"{value!r} has host bits set; {network} is the network") from None
+    return str(network)
+
+
+def _is_internet_wide(network: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    """Broader than any office or VPN: /0 to /7 for IPv4, /0 to /15 for IPv6."""
+    return network.prefixlen < (8 if network.version == 4 else 16)
 
 
 Cidr = Annotated[str, AfterValidator(_check_cidr)]
@@ -108,7 +124,12 @@ class Ec2Hosts(_Model):
         pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$",
         description="an EC2 instance type such as t3.small",
     )
-    ami: AmiById | AmiLookup = Field(
+    ami: Annotated[
+        Annotated[AmiById, Tag("by-id")] | Annotated[AmiLookup, Tag("lookup")],
+        Discriminator(
+            lambda value: "by-id" if isinstance(value, dict | AmiById) and _has_id(value) else "lookup"
+        ),
+    ] = Field(
         default_factory=AmiLookup,
         description="{id: ami-...} or {owner, name, architecture}",
     )
@@ -145,10 +166,10 @@ class Ec2Hosts(_Model):
 
     @model_validator(mode="after")
     def _check_hosts(self) -> Ec2Hosts:
-        open_cidrs = [c for c in self.ssh_ingress_cidrs if ipaddress.ip_network(c).prefixlen == 0]
+        open_cidrs = [c for c in self.ssh_ingress_cidrs if _is_internet_wide(ipaddress.ip_network(c))]
         if open_cidrs and not self.allow_ssh_from_anywhere:
             raise ValueError(
-                f"sshIngressCidrs: {', '.join(open_cidrs)} opens ssh to the whole internet; "
+                f"sshIngressCidrs: {', '.join(open_cidrs)} opens ssh to the internet at large; "
                 "expected your office, VPN or bastion CIDRs, or allowSshFromAnywhere: true"
             )
         if (self.key_name is None) == (self.public_key is None):
@@ -165,7 +186,9 @@ class ExistingHost(_Model):
     )
     address: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.:-]*$", description="an IP address or DNS name")
     port: int = Field(22, ge=1, le=65535, description="a TCP port from 1 to 65535")
-    host_key: HostKey | None = None
+    host_key: HostKey | None = Field(
+        None, description='an ssh public host key such as "ssh-ed25519 AAAAC3Nza..."'
+    )
 
 
 class ExistingHosts(_Model):
@@ -288,7 +311,7 @@ class Sidekiq(_Model):
     @field_validator("app_dir", mode="after")
     @classmethod
     def _normal_path(cls, path: str | None) -> str | None:
-        if path is not None and (posixpath.normpath(path) != path or path == "/"):
+        if path is not None and (posixpath.normpath(path) != path or path == "/" or path.startswith("//")):
             raise ValueError("must be a normalized absolute path without .., // or a trailing /")
         return path
 
@@ -422,12 +445,15 @@ def _descriptions(model: type[BaseModel], prefix: str = "") -> dict[str, str]:
 _DESCRIPTIONS = _descriptions(StageConfig)
 
 
+_UNION_TAGS = ("by-id", "lookup")
+
+
 def _key_path(loc: tuple[int | str, ...]) -> str:
     """Turn a pydantic error location into a config key path such as hosts.existing[0].port."""
     path = ""
     for i, item in enumerate(loc):
-        # The discriminated union adds its tag after "hosts"; the user never wrote it.
-        if i == 1 and loc[0] == "hosts" and item in ("ec2", "existing"):
+        # Discriminated unions add their tag to the location; the user never wrote it.
+        if item in _UNION_TAGS or (i == 1 and loc[0] == "hosts" and item in ("ec2", "existing")):
             continue
         if isinstance(item, int):
             path += f"[{item}]"
@@ -452,12 +478,14 @@ def _message(error: Mapping[str, Any]) -> str:
         # Cross-field checks name their key first: "sshIngressCidrs: ...".
         reason = error["msg"].removeprefix("Value error, ")
         sub_key, sep, rest = reason.partition(": ")
-        if sep and re.fullmatch(r"[A-Za-z][A-Za-z.\[\]0-9]*", sub_key):
+        if sep and re.fullmatch(r"[A-Za-z][A-Za-z_.\[\]0-9]*", sub_key):
             return f"{NAMESPACE}:{path + '.' if path else ''}{sub_key}: {rest}"
     if "[key]" in error["loc"]:
         return f"{key}: the name is invalid; expected letters, digits and _, not starting with a digit"
     text = "is required" if kind == "missing" else error["msg"].removeprefix("Value error, ")
-    expected = _DESCRIPTIONS.get(re.sub(r"\[\d+\]", "", path))
+    # A map's entries (env.NAME, tags.NAME) take the map's own description.
+    lookup = re.sub(r"\[\d+\]", "", path)
+    expected = _DESCRIPTIONS.get(lookup) or _DESCRIPTIONS.get(lookup.rpartition(".")[0])
     if expected and "; expected" not in text:
         text += f"; expected {expected}"
     return f"{key}: {text}"

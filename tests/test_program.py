@@ -5,6 +5,7 @@ Only the engine's resource monitor is mocked; the program, components and SDKs a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import runpy
 from dataclasses import dataclass
@@ -102,6 +103,8 @@ def without_secrets(value: Any) -> Any:
 def configure(stack: str, values: dict[str, Any], secret_keys: tuple[str, ...] = ()) -> RecordingMonitor:
     """Mocks first, then config: resources created before set_mocks would check nothing."""
     monitor = RecordingMonitor(Mocks())
+    # Pulumi's runtime needs a current event loop; an earlier test's asyncio.run() may have closed it.
+    asyncio.set_event_loop(asyncio.new_event_loop())
     pulumi.runtime.settings.ROOT.set(None)  # a fresh Stack, without earlier tests' outputs
     pulumi.runtime.set_mocks(Mocks(), project="sidekiq-fleet", stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config(
