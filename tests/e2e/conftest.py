@@ -77,7 +77,7 @@ class PulumiProject:
         return json.loads(run.output[run.output.index("{") :])["steps"]
 
 
-def _copy_project(target: Path, host_names: list[str], addresses: list[str]) -> None:
+def _copy_project(target: Path, hosts: list[localhosts.Host]) -> None:
     for name in ("Pulumi.yaml", "__main__.py"):
         shutil.copy2(PROJECT_DIR / name, target / name)
     shutil.copytree(
@@ -86,9 +86,11 @@ def _copy_project(target: Path, host_names: list[str], addresses: list[str]) -> 
     (target / ".venv").symlink_to(PROJECT_DIR / ".venv")
     stack = yaml.safe_load((PROJECT_DIR / f"Pulumi.{STACK}.yaml").read_text())
     stack.pop("encryptionsalt")  # the tests' own passphrase gets its own salt
-    stack["config"]["sidekiq-fleet:hosts"]["existing"] = [
-        {"name": name, "address": address} for name, address in zip(host_names, addresses, strict=True)
-    ]
+    config = stack["config"]
+    config["sidekiq-fleet:hosts"]["existing"] = [{"name": h.name, "address": h.address} for h in hosts]
+    # The harness's cache may not be the default one the committed stack names.
+    config["sidekiq-fleet:ssh"]["privateKeyFile"] = str(hosts[0].private_key_path)
+    config["sidekiq-fleet:ssh"]["knownHostsFile"] = str(hosts[0].known_hosts_path)
     (target / f"Pulumi.{STACK}.yaml").write_text(yaml.safe_dump(stack, sort_keys=False))
 
 
@@ -106,7 +108,7 @@ def project(hosts: localhosts.Fleet, tmp_path_factory: pytest.TempPathFactory) -
     root = tmp_path_factory.mktemp("e2e")
     directory = root / "project"
     directory.mkdir()
-    _copy_project(directory, [h.name for h in hosts], [h.address for h in hosts])
+    _copy_project(directory, list(hosts))
     env = {
         **os.environ,
         "PULUMI_BACKEND_URL": f"file://{root / 'backend'}",
