@@ -63,8 +63,16 @@ _sidekiq_fleet_env() {
 	# Register the command provider as an installed plugin (the Python SDK asks for it by version,
 	# from pulumi_command's pulumi-plugin.json).
 	src=$bin/pulumi-resource-command
-	[[ -x $src ]] || src=$(command -v pulumi-resource-command 2>/dev/null) || src=
-	if [[ -n $src ]]; then
+	if [[ ! -x $src ]]; then
+		# The Go module proxy refuses the real provider (versions.env): use the project's Python
+		# stand-in for the same resources, found on PATH (command_provider/README.md).
+		case ":$PATH:" in
+		*":$root/command_provider:"*) ;;
+		*) PATH="$root/command_provider:$PATH" ;;
+		esac
+		export PATH SIDEKIQ_FLEET_COMMAND_PROVIDER=stand-in
+		echo "toolchain/env.sh: using the stand-in command provider, command_provider/" >&2
+	else
 		plugdir=$PULUMI_HOME/plugins/resource-command-v$ver
 		dest=$plugdir/pulumi-resource-command
 		if [[ ! -x $dest || -e $plugdir.partial ]] || ! cmp -s "$src" "$dest"; then
