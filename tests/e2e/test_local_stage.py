@@ -219,7 +219,8 @@ def test_template_change_reinstalls_reloads_and_restarts(
     old_pids = [main_pid(h) for h in hosts]
     project.config_set("sidekiq.watchdogSec", "15")
     run = project.up()
-    assert run.output.count("daemon-reload done") == len(hosts)
+    for host in hosts:
+        assert f"{UNIT} on host {host.name}: daemon-reload done" in run.output, host.name
     for host, old_pid in zip(hosts, old_pids, strict=True):
         assert "WatchdogSec=15\n" in sh(host, f"cat /etc/systemd/system/{UNIT}")
         assert sh(host, f"systemctl show -p WatchdogUSec --value {UNIT}").strip() == "15s"
@@ -311,7 +312,8 @@ def test_destroy_stops_sidekiq_and_leaves_the_hosts_clean(
 ) -> None:
     pids = [main_pid(h) for h in hosts]
     run = project.pulumi("destroy", "--yes")
-    assert run.output.count("uninstalled") == len(hosts)
+    for host in hosts:
+        assert f"{UNIT} on host {host.name}: uninstalled" in run.output, host.name
     for host, pid in zip(hosts, pids, strict=True):
         assert not is_active(host)
         lines = journal(host)
