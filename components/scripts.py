@@ -62,8 +62,8 @@ def _helpers(stage: Stage, host: str) -> str:
 def wait_for_port(address: str, port: int, timeout: int) -> str:
     """Local bash: wait until ``address:port`` accepts TCP, up to ``timeout`` seconds.
 
-    pulumi-command retries ssh dials without a pause, so a booting host can use up
-    its dial limit in a second; this wait runs first on the machine running Pulumi.
+    pulumi-command's ssh dial retries have no configurable pause (pulumi-command#1238)
+    and can run out while an instance boots; this bounded wait runs first, locally.
     """
     return "\n".join(
         [
