@@ -15,16 +15,14 @@ from components.config import (
     Stage,
     StageConfigError,
     parse_stage,
+    resolve_files,
     values_from_stack_file,
 )
+from tests.conftest import FAKE_KEY, HOST_KEY
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 NS = "sidekiq-fleet"
 
-FAKE_KEY = (
-    "-----BEGIN OPENSSH PRIVATE KEY-----\nQUFBQS1zZWNyZXQta2V5LWJvZHk=\n-----END OPENSSH PRIVATE KEY-----\n"
-)
-HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOZ7yJcMjd2HDf+Y2rrGUXjx0JZr1o0Q1Kk2wT1dR5oP"
 PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJd7bNxYf0nB0g3qX6m4v8Jc1Q2w3e4r5t6y7u8i9o0p ops@example"
 
 # Minimal valid stages: only the required keys.
@@ -401,7 +399,6 @@ BAD_INPUTS = [
     ),
     pytest.param(
         "ec2",
-        # BUG in config.py: posixpath.normpath keeps a leading //, so this is accepted.
         {"sidekiq.appDir": "//var/www/example"},
         "sidekiq.appDir",
         "without .., // or a trailing /",
@@ -507,7 +504,6 @@ BAD_INPUTS = [
         "existing",
         {"hosts.existing[0].hostKey": "AAAAC3NzaC1lZDI1NTE5AAAAIOZ7"},
         "hosts.existing[0].hostKey",
-        # BUG in config.py: the line has only the regex, no "; expected ..." form.
         'expected an ssh public host key such as "ssh-ed25519 AAAAC3Nza..."',
         id="existing-bad-hostKey",
     ),
@@ -589,7 +585,6 @@ BAD_INPUTS = [
     ),
     pytest.param(
         "ec2",
-        # BUG in config.py: an unquoted YAML number; the line has no "; expected ..." form.
         {"env": {"RAILS_MAX_THREADS": 10}},
         "env.RAILS_MAX_THREADS",
         "expected a map of environment variable names to single-line strings",
@@ -597,8 +592,6 @@ BAD_INPUTS = [
     ),
     pytest.param(
         "ec2",
-        # BUG in config.py: reported as "sidekiq-fleet (top level): env.MALLOC_ARENA_MAX: ..."
-        # because the sub-key pattern in _message does not allow "_".
         {"env": {"MALLOC_ARENA_MAX": "4"}},
         "env.MALLOC_ARENA_MAX",
         "the unit sets it to 2; expected other names",
@@ -654,9 +647,6 @@ BAD_INPUTS = [
         "is required unless hosts use the default Debian or Ubuntu AMI lookup",
         id="ssh-user-missing-with-other-ami-owner",
     ),
-    # BUG in config.py (next two): the AmiById | AmiLookup union is not discriminated, so the
-    # lines name hosts.ami.AmiById.id / hosts.ami.AmiLookup.owner, add unrelated "is required"
-    # and "unknown key" lines, and lose the expected form.
     pytest.param(
         "ec2",
         {"hosts.ami": {"owner": "13669307136"}},
@@ -891,3 +881,50 @@ def test_render_stage_reports_config_problems(tmp_path):
 def test_render_stage_without_stack_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="Pulumi.nope.yaml"):
         render_stage("nope", project_dir=tmp_path)
+
+
+# ssh.privateKeyFile and ssh.knownHostsFile, read by resolve_files() before deploying
+
+
+def _existing_with_files(tmp_path: Path, known_hosts: str | None, key: str | None = FAKE_KEY) -> Stage:
+    values = copy.deepcopy(EXISTING_BASE)
+    values["hosts"]["existing"] = [
+        {"name": "a", "address": "192.0.2.11"},
+        {"name": "b", "address": "192.0.2.12", "port": 2222},
+    ]
+    values["ssh"] = {"user": "admin", "privateKeyFile": "id_test", "knownHostsFile": "known_hosts"}
+    if key is not None:
+        (tmp_path / "id_test").write_text(key)
+    if known_hosts is not None:
+        (tmp_path / "known_hosts").write_text(known_hosts)
+    return resolve_files(parse_stage("local", values), tmp_path)
+
+
+def test_resolve_files_reads_the_key_and_pins_host_keys(tmp_path: Path) -> None:
+    other = HOST_KEY.replace("AAAAIOZ7", "AAAAIXYZ")
+    stage = _existing_with_files(
+        tmp_path, f"# comment\n192.0.2.11 {HOST_KEY} a\n[192.0.2.12]:2222 {other}\n192.0.2.12 {HOST_KEY}\n"
+    )
+    assert stage.config.ssh.private_key.get_secret_value() == FAKE_KEY
+    assert [h.host_key for h in stage.config.hosts.existing] == [HOST_KEY, other]
+
+
+def test_resolve_files_names_the_key_when_a_host_is_not_in_known_hosts(tmp_path: Path) -> None:
+    with pytest.raises(StageConfigError) as error:
+        _existing_with_files(tmp_path, f"192.0.2.11 {HOST_KEY}\n")
+    assert_problem(error.value.problems, "hosts.existing[1].hostKey", "has 0 keys for 192.0.2.12 port 2222")
+
+
+def test_resolve_files_reports_missing_files_by_key(tmp_path: Path) -> None:
+    with pytest.raises(StageConfigError) as error:
+        _existing_with_files(tmp_path, None, key=None)
+    assert_problem(error.value.problems, "ssh.privateKeyFile", "expected a readable OpenSSH private key file")
+    assert_problem(error.value.problems, "ssh.knownHostsFile", "expected a known_hosts file")
+
+
+def test_resolve_files_rejects_a_file_that_is_not_a_key(tmp_path: Path) -> None:
+    with pytest.raises(StageConfigError) as error:
+        _existing_with_files(
+            tmp_path, f"192.0.2.11 {HOST_KEY}\n[192.0.2.12]:2222 {HOST_KEY}\n", key="hello\n"
+        )
+    assert_problem(error.value.problems, "ssh.privateKeyFile", "not a PEM/OpenSSH private key")
