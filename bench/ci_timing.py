@@ -60,7 +60,8 @@ def main() -> int:
     for label, (seconds, code) in results.items():
         budget = f"< {BUDGET_MINUTES[label]} min"
         print(
-            f"| {label:4} | {code:4} | {seconds:7.0f} | {seconds / 60:7.1f} | {budget:8} | {seconds / cold:13.2f} |"
+            f"| {label:4} | {code:4} | {seconds:7.0f} | {seconds / 60:7.1f} | {budget:8} "
+            f"| {seconds / cold:13.2f} |"
         )
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
