@@ -162,7 +162,10 @@ def install(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
             f'tmp{index}="$(dirname "${target}")/.{name}.sidekiq-fleet-new"',
             f'if ! cmp -s {copy} "${target}"; then',
             f'  dir="$(dirname "${target}")"',
-            f'  [ -d "$dir" ] || install -d -m 0755 -o {q(file.owner)} -g {q(file.group)} "$dir"',
+            # In a user's home, the user creates the directories, so that ~/.config stays theirs.
+            f'  [ -d "$dir" ] || runuser -u {q(file.owner)} -- mkdir -p -m 0755 "$dir"'
+            if file.owner != "root"
+            else '  [ -d "$dir" ] || install -d -m 0755 -o root -g root "$dir"',
             f'  pending+=("$tmp{index}")',
             f'  install -o {q(file.owner)} -g {q(file.group)} -m {q(file.mode)} {copy} "$tmp{index}"',
             "  changed=1" + ("; unit_changed=1" if file.role == "unit" else ""),
@@ -266,8 +269,10 @@ def restart(stage: Stage, host: str, app_version: str) -> str:
 
 def uninstall(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
     """Stop (gracefully), disable and remove everything install created."""
-    body = [
-        _helpers(stage, host),
+    body = [_helpers(stage, host)]
+    if stage.config.sidekiq.scope == "user":
+        body.append('systemctl start "user@$uid.service"  # its manager must run to stop the unit')
+    body += [
         'if sctl is-active --quiet "$unit"; then',
         _quiet(stage) if stage.config.rollout.quiet_first else ":",
         '  sctl stop "$unit" || fail "stop failed"',

@@ -77,7 +77,7 @@ class PulumiProject:
         return json.loads(run.output[run.output.index("{") :])["steps"]
 
 
-def _copy_project(target: Path, hosts: list[localhosts.Host]) -> None:
+def _copy_project(target: Path, hosts: list[localhosts.Host], overrides: dict[str, Any]) -> None:
     for name in ("Pulumi.yaml", "__main__.py"):
         shutil.copy2(PROJECT_DIR / name, target / name)
     shutil.copytree(
@@ -91,24 +91,30 @@ def _copy_project(target: Path, hosts: list[localhosts.Host]) -> None:
     # The harness's cache may not be the default one the committed stack names.
     config["sidekiq-fleet:ssh"]["privateKeyFile"] = str(hosts[0].private_key_path)
     config["sidekiq-fleet:ssh"]["knownHostsFile"] = str(hosts[0].known_hosts_path)
+    for key, value in overrides.items():
+        config[f"sidekiq-fleet:{key}"] = {**config.get(f"sidekiq-fleet:{key}", {}), **value}
     (target / f"Pulumi.{STACK}.yaml").write_text(yaml.safe_dump(stack, sort_keys=False))
 
 
 @pytest.fixture(scope="module")
-def hosts() -> Iterator[localhosts.Fleet]:
-    """Three fresh hosts for the module; torn down however the tests end."""
-    with localhosts.up(HOST_COUNT, log=lambda message: print(f"[localhosts] {message}")) as fleet:
+def hosts(request: pytest.FixtureRequest) -> Iterator[localhosts.Fleet]:
+    """Fresh hosts for the module (its HOST_COUNT, else 3); torn down however the tests end."""
+    count = getattr(request.module, "HOST_COUNT", HOST_COUNT)
+    with localhosts.up(count, log=lambda message: print(f"[localhosts] {message}")) as fleet:
         yield fleet
 
 
 @pytest.fixture(scope="module")
-def project(hosts: localhosts.Fleet, tmp_path_factory: pytest.TempPathFactory) -> PulumiProject:
+def project(
+    hosts: localhosts.Fleet, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> PulumiProject:
+    """The module's stack, with its STACK_OVERRIDES ({"sidekiq": {...}}) on top of Pulumi.local.yaml."""
     if shutil.which("pulumi") is None:
         raise AssertionError("no `pulumi` on PATH: run the suite through bin/test, which provides it")
     root = tmp_path_factory.mktemp("e2e")
     directory = root / "project"
     directory.mkdir()
-    _copy_project(directory, list(hosts))
+    _copy_project(directory, list(hosts), getattr(request.module, "STACK_OVERRIDES", {}))
     env = {
         **os.environ,
         "PULUMI_BACKEND_URL": f"file://{root / 'backend'}",

@@ -1,0 +1,46 @@
+"""scope: user for real: a `systemctl --user` unit in the deploy user's home, kept alive by lingering."""
+
+from __future__ import annotations
+
+import pytest
+
+import localhosts
+from tests.e2e.conftest import PulumiProject, wait_until
+
+pytestmark = pytest.mark.e2e
+
+HOST_COUNT = 1
+STACK_OVERRIDES = {"sidekiq": {"scope": "user"}}
+HOME = "/home/deploy"
+UNIT_FILE = f"{HOME}/.config/systemd/user/sidekiq.service"
+ENV_FILE = f"{HOME}/.config/sidekiq-fleet/sidekiq.env"
+
+
+def as_deploy(host: localhosts.Host, command: str) -> str:
+    result = host.exec(f'XDG_RUNTIME_DIR="/run/user/$(id -u)" {command}', user="deploy")
+    assert result.returncode == 0, f"{command}: {result.stdout}{result.stderr}"
+    return result.stdout
+
+
+def test_user_unit_deploys_restarts_and_uninstalls(project: PulumiProject, hosts: localhosts.Fleet) -> None:
+    (host,) = hosts
+    project.up()
+    assert as_deploy(host, "systemctl --user is-active sidekiq.service").strip() == "active"
+    assert "Linger=yes" in host.exec("loginctl show-user deploy -p Linger").stdout
+    stat = host.exec(f"stat -c '%U %a %n' {HOME}/.config {UNIT_FILE} {ENV_FILE}").stdout.split("\n")
+    assert stat[:3] == [f"deploy 755 {HOME}/.config", f"deploy 644 {UNIT_FILE}", f"deploy 600 {ENV_FILE}"]
+    assert host.exec("test -e /etc/sudoers.d/sidekiq-fleet-sidekiq").returncode != 0, "no sudo for user units"
+    old_pid = as_deploy(host, "systemctl --user show -p MainPID --value sidekiq.service").strip()
+
+    project.config_set("appVersion", "local-user-2")
+    run = project.up()
+    assert "sent TSTP" in run.output
+    new_pid = as_deploy(host, "systemctl --user show -p MainPID --value sidekiq.service").strip()
+    assert new_pid != old_pid
+    journal = host.exec("journalctl --user-unit sidekiq.service -o cat --no-pager").stdout
+    assert journal.index("Received TSTP") < journal.index("Shutting down")
+
+    project.pulumi("destroy", "--yes")
+    wait_until(lambda: host.exec(f"test -e {UNIT_FILE}").returncode != 0, 5, "the unit file to go")
+    assert host.exec(f"test -e {ENV_FILE}").returncode != 0
+    assert "sidekiq" not in host.exec("ps -eo comm").stdout
