@@ -39,7 +39,8 @@ def _helpers(stage: Stage, host: str) -> str:
         lines += [
             'uid=$(id -u "$run_as")',
             'sctl() { runuser -u "$run_as" -- env XDG_RUNTIME_DIR="/run/user/$uid" systemctl --user "$@"; }',
-            f'journal_tail() {{ journalctl --user-unit "$unit" -n {JOURNAL_LINES} '
+            # `journalctl --user-unit` as root finds nothing here; match the fields instead.
+            f'journal_tail() {{ journalctl _SYSTEMD_USER_UNIT="$unit" _UID="$uid" -n {JOURNAL_LINES} '
             "--no-pager -o short-iso 2>&1 || true; }",
         ]
     else:

@@ -37,7 +37,7 @@ def test_user_unit_deploys_restarts_and_uninstalls(project: PulumiProject, hosts
     assert "sent TSTP" in run.output
     new_pid = as_deploy(host, "systemctl --user show -p MainPID --value sidekiq.service").strip()
     assert new_pid != old_pid
-    journal = host.exec("journalctl --user-unit sidekiq.service -o cat --no-pager").stdout
+    journal = host.exec("journalctl _SYSTEMD_USER_UNIT=sidekiq.service -o cat --no-pager").stdout
     assert journal.index("Received TSTP") < journal.index("Shutting down")
 
     project.pulumi("destroy", "--yes")
