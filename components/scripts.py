@@ -132,10 +132,10 @@ def install(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
         "trap cleanup EXIT",
         f'getent passwd {q(sidekiq.user)} >/dev/null || die "user {sidekiq.user} does not exist"',
     ]
+    names = [file.path.rsplit("/", 1)[1] for file in files]
+    copies = [f'"$work"/{q(name)}' for name in names]
     unit_copy = None
-    for file in files:
-        name = file.path.rsplit("/", 1)[1]
-        copy = f'"$work"/{q(name)}'
+    for file, copy in zip(files, copies, strict=True):
         body.append(f"install -m 0600 {q(file.staged_path)} {copy}")
         if file.role == "sudoers":
             body.append(
@@ -154,9 +154,7 @@ def install(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
             '[ -z "$verify_out" ] || say "note: systemd-analyze verify reported other units: $verify_out"',
         ]
     body += ["unit_changed=0", "changed=0"]
-    for index, file in enumerate(files):
-        name = file.path.rsplit("/", 1)[1]
-        copy = f'"$work"/{q(name)}'
+    for index, (file, name, copy) in enumerate(zip(files, names, copies, strict=True)):
         target = f"target{index}"
         body += [
             f"{target}={_resolve(file.path)}",
