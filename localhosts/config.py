@@ -32,12 +32,14 @@ SIDEKIQ_VERSION = "6.4.1"
 
 LOGIN_USER = "admin"
 DEPLOY_USER = "deploy"
-HOST_PREFIX = "sfhost"
+# SIDEKIQ_FLEET_HOST_PREFIX and SIDEKIQ_FLEET_SUBNET give a second, independent set of hosts (its own
+# names, addresses, cgroups and runtime directory), so two suites can run on one machine at once.
+HOST_PREFIX = os.environ.get("SIDEKIQ_FLEET_HOST_PREFIX") or "sfhost"
 APP_ROOT = "/var/www/example/local"
 RELEASE = "20260101000000"
 
 # Host i gets 10.213.i.2/24; the main machine's end of ve-<name> gets 10.213.i.1/24.
-SUBNET_PREFIX = "10.213"
+SUBNET_PREFIX = os.environ.get("SIDEKIQ_FLEET_SUBNET") or "10.213"
 MAX_HOSTS = 250
 
 # One cgroup subtree per host in each hierarchy (see shared/notes/local-systemd-hosts.md).
@@ -45,7 +47,7 @@ CGROUP_ROOTS: tuple[Path, ...] = (
     Path("/sys/fs/cgroup/systemd"),
     Path("/sys/fs/cgroup/unified"),
 )
-CGROUP_PARENT = "sidekiq-fleet-hosts"
+CGROUP_PARENT = "sidekiq-fleet-hosts" + ("" if HOST_PREFIX == "sfhost" else f"-{HOST_PREFIX}")
 
 # Tools on the main machine and the Debian packages that bring them.
 TOOLS: dict[str, str] = {
@@ -69,7 +71,7 @@ def cache_root() -> Path:
 
 def runtime_root() -> Path:
     """Where per-boot data lives: overlays, logs, state. Gone after a reboot, like the hosts."""
-    return Path(os.environ.get("SIDEKIQ_FLEET_RUNTIME") or "/run/sidekiq-fleet-hosts")
+    return Path(os.environ.get("SIDEKIQ_FLEET_RUNTIME") or f"/run/{CGROUP_PARENT}")
 
 
 def state_path() -> Path:
