@@ -103,18 +103,24 @@ def score(path: str) -> Score:
 
 
 def table(scores: list[Score], thresholds: dict[str, dict]) -> str:
-    rows = ["| file | killed | survived | equivalent (pragma) | score | threshold |", "|---|---|---|---|---|---|"]
+    rows = [
+        "| file | killed | survived | equivalent (pragma) | score | threshold |",
+        "|---|---|---|---|---|---|",
+    ]
     for s in scores:
         threshold = thresholds.get(s.path, {}).get("threshold", 0.0)
-        rows.append(
-            f"| `{s.path}` | {s.killed} | {s.survived} | {s.equivalent} | {s.percent:.1f}% | {threshold:.1f}% |"
-        )
+        counts = f"{s.killed} | {s.survived} | {s.equivalent}"
+        rows.append(f"| `{s.path}` | {counts} | {s.percent:.1f}% | {threshold:.1f}% |")
     return "\n".join(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--changed", action="store_true", help="only files changed since their recorded score")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--changed", action="store_true", help="only files changed since their recorded score"
+    )
     parser.add_argument("--record", action="store_true", help="write the scores; thresholds never go down")
     parser.add_argument("--survivors", action="store_true", help="list the surviving mutants")
     parser.add_argument("--children", type=int, default=int(os.environ.get("MUTATION_CHILDREN", "1")))
@@ -132,14 +138,14 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.monotonic() - started
     scores = [score(p) for p in paths]
     print(table(scores, thresholds))
-    print(f"\n{sum(s.killed + s.survived for s in scores)} mutants of {len(paths)} file(s) in {seconds:.0f} s")
+    print(
+        f"\n{sum(s.killed + s.survived for s in scores)} mutants of {len(paths)} file(s) in {seconds:.0f} s"
+    )
     if args.survivors:
         for s in scores:
             print("\n".join(f"survived: {name}" for name in s.survivors))
 
-    failed = [
-        s for s in scores if s.percent < thresholds.get(s.path, {}).get("threshold", 0.0) - 1e-9
-    ]
+    failed = [s for s in scores if s.percent < thresholds.get(s.path, {}).get("threshold", 0.0) - 1e-9]
     for s in failed:
         print(
             f"mutation ratchet: {s.path} scores {s.percent:.1f}%, below its threshold "

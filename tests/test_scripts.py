@@ -1,13 +1,16 @@
-"""Remote scripts: syntax, quoting of hostile values, and behaviour against recording fakes.
+"""Remote scripts, executed: each runs on a FakeHost (tests/fakehost.py) whose systemctl, ps,
+visudo, systemd-analyze, journalctl and sudo answer as the test scripts them, while install,
+mv, cmp and rm act on real files in an overlay. The checks are what happened: which commands
+ran in which order, which files changed, the exit status and the message.
 
-The fakes stand in for sudo/systemctl/journalctl/ps only to observe which commands
-a script runs, with which arguments; the real ones run in the end-to-end tests.
+The real programs run in the end-to-end tests; expected paths and commands here are spelled
+out, not computed by the code under test.
 """
 
 from __future__ import annotations
 
-import os
-import stat
+import shlex
+import socket
 import subprocess
 from pathlib import Path
 
@@ -17,6 +20,7 @@ from components import scripts
 from components.config import Stage
 from components.render import render_files
 from tests.conftest import stage_from
+from tests.fakehost import ADMIN_UID, DEPLOY_UID, FakeHost, Run, title
 
 HOSTILE = [
     "two words",
@@ -27,8 +31,19 @@ HOSTILE = [
     "; touch PWNED #",
 ]
 
+UNIT = "/etc/systemd/system/sidekiq.service"
+SUDOERS = "/etc/sudoers.d/sidekiq-fleet-sidekiq"
+ENV = "/etc/sidekiq-fleet/sidekiq.env"
+# Written beside the targets, then renamed over them.
+UNIT_NEW = "/etc/systemd/system/.sidekiq.service.sidekiq-fleet-new"
+ENV_NEW = "/etc/sidekiq-fleet/.sidekiq.env.sidekiq-fleet-new"
+STAGED = "/var/lib/sidekiq-fleet/staging/sidekiq"
+WORK = "/run/sidekiq-fleet-install.test"  # FakeHost's mktemp -d answer
+SAY = "sidekiq-fleet: sidekiq.service on host web1: "
+USER_SYSTEMCTL = f"runuser -u deploy -- env XDG_RUNTIME_DIR=/run/user/{DEPLOY_UID} systemctl --user"
 
-def bash_syntax_ok(text: str) -> subprocess.CompletedProcess[str]:
+
+def bash_n(text: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["bash", "-n"], input=text, text=True, capture_output=True)
 
 
@@ -43,140 +58,495 @@ def all_scripts(stage: Stage, host: str, version: str) -> dict[str, str]:
     }
 
 
+@pytest.fixture
+def host(tmp_path: Path) -> FakeHost:
+    return FakeHost(tmp_path)
+
+
+@pytest.fixture
+def with_env(existing_values) -> Stage:
+    existing_values["env"] = {"REDIS_URL": "redis://localhost/1"}
+    return stage_from(existing_values)
+
+
+# --- syntax and quoting --------------------------------------------------------------------
+
+
 @pytest.mark.parametrize("scope", ["system", "user"])
 @pytest.mark.parametrize("quiet_first", [True, False])
-def test_every_script_passes_bash_n(fakes: Path, existing_values, scope: str, quiet_first: bool) -> None:
+def test_every_script_and_root_body_passes_bash_n(existing_values, scope: str, quiet_first: bool) -> None:
     existing_values["sidekiq"] = {"scope": scope}
     existing_values["rollout"] = {"quietFirst": quiet_first}
     existing_values["env"] = {"A": "b"}
     for name, text in all_scripts(stage_from(existing_values), "web1", "v1").items():
-        result = bash_syntax_ok(text)
-        assert result.returncode == 0, f"{name}: {result.stderr}"
-        if text.startswith("sudo -n "):
+        assert bash_n(text).returncode == 0, f"{name}: {bash_n(text).stderr}"
+        words = shlex.split(text)
+        if words[:4] == ["sudo", "-n", "/bin/bash", "-c"]:
             # The body that sudo runs as root is checked too, not just the wrapper.
-            inner = run_with_fakes(fakes, text, SYNTAX_ONLY="1")
-            assert inner.returncode == 0, f"{name} body: {inner.stderr}"
+            assert bash_n(words[4]).returncode == 0, f"{name} body: {bash_n(words[4]).stderr}"
 
 
-def test_the_syntax_check_of_bodies_can_fail(fakes: Path) -> None:
-    assert run_with_fakes(fakes, scripts.as_root("if then fi"), SYNTAX_ONLY="1").returncode != 0
+def test_as_root_runs_the_body_in_strict_mode() -> None:
+    assert shlex.split(scripts.as_root("echo hi")) == [
+        "sudo",
+        "-n",
+        "/bin/bash",
+        "-c",
+        "set -euo pipefail\necho hi",
+    ]
+    assert bash_n(shlex.split(scripts.as_root("if then fi"))[4]).returncode != 0
 
 
 @pytest.mark.parametrize("hostile", HOSTILE)
 def test_hostile_host_and_version_stay_literal(staging: Stage, hostile: str) -> None:
     for name, text in all_scripts(staging, hostile, hostile).items():
-        assert bash_syntax_ok(text).returncode == 0, name
-
-
-@pytest.fixture
-def fakes(tmp_path: Path) -> Path:
-    """A PATH directory whose sudo/systemctl/journalctl/ps record their arguments."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    log = tmp_path / "calls.log"
-    programs = {
-        # With SYNTAX_ONLY, `sudo -n /bin/bash -c BODY` becomes `bash -n -c BODY`.
-        "sudo": (
-            '[ "$1" = -n ] && shift\n[ -n "${SYNTAX_ONLY:-}" ] && shift && exec /bin/bash -n "$@"\nexec "$@"'
-        ),
-        # MainPID 4242 is "active" unless FAKE_INACTIVE is set.
-        "systemctl": (
-            'printf "systemctl %s\\n" "$*" >> "$CALLS"\n'
-            'case "$1" in\n'
-            '  is-active) [ -z "${FAKE_INACTIVE:-}" ] ;;\n'
-            "  show) echo 4242 ;;\n"
-            "esac"
-        ),
-        "journalctl": 'printf "journalctl %s\\n" "$*" >> "$CALLS"; echo "fake journal line"',
-        "ps": 'echo "sidekiq 6.4.1 current [0 of 5 busy] stopping"',
-        "sleep": ":",
-    }
-    for name, body in programs.items():
-        path = bin_dir / name
-        path.write_text(f"#!/bin/bash\n{body}\n")
-        path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    os.environ["CALLS"] = str(log)
-    return bin_dir
-
-
-def run_with_fakes(fakes: Path, text: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["bash", "-c", text],
-        env={**os.environ, "PATH": f"{fakes}:{os.environ['PATH']}", **env},
-        cwd=fakes.parent,
-        capture_output=True,
-        text=True,
-    )
-
-
-def calls(fakes: Path) -> list[str]:
-    log = fakes.parent / "calls.log"
-    return log.read_text().splitlines() if log.exists() else []
+        assert bash_n(text).returncode == 0, name
 
 
 @pytest.mark.parametrize("hostile", HOSTILE)
-def test_restart_runs_hostile_values_as_data(fakes: Path, staging: Stage, hostile: str) -> None:
-    result = run_with_fakes(fakes, scripts.restart(staging, hostile, hostile))
-    assert result.returncode == 0, result.stderr
-    assert not (fakes.parent / "PWNED").exists()
-    assert f"on host {hostile}:" in result.stdout
-    assert f"version {hostile}" in result.stdout
+def test_restart_runs_hostile_values_as_data(host: FakeHost, staging: Stage, hostile: str) -> None:
+    run = host.run(scripts.restart(staging, hostile, hostile))
+    assert run.returncode == 0, run.stderr
+    assert not any("PWNED" in path for path in host.changes())
+    assert not any(c.startswith("touch") for c in run.calls)
+    assert f"on host {hostile}: active, MainPID 4242 -> 4242, version {hostile}\n" in run.stdout
 
 
-def test_restart_quiets_before_restarting(fakes: Path, staging: Stage) -> None:
-    result = run_with_fakes(fakes, scripts.restart(staging, "web1", "v2"))
-    assert result.returncode == 0, result.stderr
-    verbs = [c.split()[1] for c in calls(fakes)]
-    assert verbs.index("kill") < verbs.index("restart")
-    assert "systemctl kill -s TSTP sidekiq.service" in calls(fakes)
-    assert "stop" not in verbs
+# --- install -------------------------------------------------------------------------------
 
 
-def test_restart_without_quiet_first_sends_no_tstp(fakes: Path, existing_values) -> None:
-    existing_values["rollout"] = {"quietFirst": False}
-    result = run_with_fakes(fakes, scripts.restart(stage_from(existing_values), "web1", "v2"))
-    assert result.returncode == 0, result.stderr
-    assert not any(" kill " in c for c in calls(fakes))
-    assert "systemctl restart sidekiq.service" in calls(fakes)
+def staged(host: FakeHost, stage: Stage) -> dict[str, str]:
+    """Put the rendered files where CopyToRemote leaves them; returns {target path: content}."""
+    files = render_files(stage)
+    for file in files:
+        host.seed(file.staged_path, file.content, 0o600)
+    return {file.path: file.content for file in files}
 
 
-def test_first_deploy_starts_instead_of_quieting(fakes: Path, staging: Stage) -> None:
-    """capistrano-sidekiq's first deploy fails on quiet/stop of a missing unit; ours starts it."""
-    result = run_with_fakes(fakes, scripts.restart(staging, "web1", "v1"), FAKE_INACTIVE="1")
-    # The fake never becomes active, so the final check fails, naming the host with journal lines.
-    assert result.returncode == 1
-    assert "systemctl start sidekiq.service" in calls(fakes)
-    assert not any(" kill " in c or " restart " in c for c in calls(fakes))
-    assert "on host web1: FAILED: not active" in result.stderr
-    assert "fake journal line" in result.stderr
+def test_install_validates_then_puts_every_file_in_place(host: FakeHost, with_env: Stage) -> None:
+    contents = staged(host, with_env)
+    run = host.run(scripts.install(with_env, render_files(with_env), "web1"))
+    assert run.returncode == 0, run.stderr
+    assert host.changes() == {UNIT, SUDOERS, ENV}
+    assert {path: host.file(path) for path in (UNIT, SUDOERS, ENV)} == contents
+    assert host.mode_owner(UNIT) == ("0o644", 0, 0)
+    assert host.mode_owner(SUDOERS) == ("0o440", 0, 0)
+    assert host.mode_owner(ENV) == ("0o600", 0, 0)
+    assert host.mode_owner("/etc/sidekiq-fleet") == ("0o755", 0, 0)
+    # Both checks run on root's private copies before anything is written beside a target.
+    visudo = run.position(f"visudo -cf {WORK}/sidekiq-fleet-sidekiq")
+    verify = run.position(f"systemd-analyze verify {WORK}/sidekiq.service")
+    first_install = run.position(f"install -o root -g root -m 0644 {WORK}/sidekiq.service {UNIT_NEW}")
+    first_rename = run.position(f"mv -f {UNIT_NEW} {UNIT}")
+    assert max(visudo, verify) < first_install < first_rename
+    assert (
+        run.position(f"install -m 0600 {STAGED}/sidekiq-fleet-sidekiq {WORK}/sidekiq-fleet-sidekiq") < visudo
+    )
+    last_install = run.position(f"install -o root -g root -m 0600 {WORK}/sidekiq.env {ENV_NEW}")
+    assert last_install < first_rename, "every file is staged beside its target before the first rename"
+    assert run.ran("systemctl") == ["systemctl daemon-reload", "systemctl enable --quiet sidekiq.service"]
+    assert run.calls[-1] == f"rm -rf {WORK}"
+    assert run.stdout.splitlines() == [
+        f"{SAY}installed {UNIT} (0644 root:root)",
+        f"{SAY}installed {SUDOERS} (0440 root:root)",
+        f"{SAY}installed {ENV} (0600 root:root)",
+        f"{SAY}daemon-reload done",
+    ]
 
 
-def test_uninstall_quiets_then_stops_and_removes_every_file(fakes: Path, existing_values) -> None:
+def test_install_of_unchanged_files_writes_nothing_and_keeps_the_unit_enabled(
+    host: FakeHost, with_env: Stage
+) -> None:
+    for path, content in staged(host, with_env).items():
+        host.seed(path, content)
+    run = host.run(scripts.install(with_env, render_files(with_env), "web1"))
+    assert run.returncode == 0, run.stderr
+    assert host.changes() == set()
+    assert not [c for c in run.calls if c.startswith(("install -o", "mv "))]
+    assert run.ran("systemctl") == ["systemctl enable --quiet sidekiq.service"]
+    assert run.stdout == f"{SAY}files unchanged\n"
+
+
+def test_install_of_a_new_sudoers_alone_does_not_reload_systemd(host: FakeHost, with_env: Stage) -> None:
+    contents = staged(host, with_env)
+    host.seed(UNIT, contents[UNIT])
+    host.seed(ENV, contents[ENV])
+    host.seed(SUDOERS, "# an older drop-in\n", 0o440)
+    run = host.run(scripts.install(with_env, render_files(with_env), "web1"))
+    assert run.returncode == 0, run.stderr
+    assert host.changes() == {SUDOERS} and host.file(SUDOERS) == contents[SUDOERS]
+    assert run.ran("systemctl") == ["systemctl enable --quiet sidekiq.service"]
+    assert run.stdout == f"{SAY}installed {SUDOERS} (0440 root:root)\n"
+
+
+def assert_nothing_installed(host: FakeHost, run: Run, old: dict[str, str], staging: bool = False) -> None:
+    """Failed, and every target is as it was; ``staging``: some files were staged beside them first."""
+    assert run.returncode == 1
+    assert host.changes() == set(), "a file was written, renamed or removed"
+    assert {path: host.file(path) for path in old} == old
+    assert not [c for c in run.calls if c.startswith(("mv ", "systemctl"))]
+    assert bool([c for c in run.calls if c.startswith("install -o")]) == staging
+    assert run.stdout == ""
+
+
+OLD_FILES = {UNIT: "[Service]\nExecStart=/bin/old\n", SUDOERS: "# old\n", ENV: "OLD=1\n"}
+
+
+def test_a_sudoers_that_fails_visudo_installs_nothing(host: FakeHost, with_env: Stage) -> None:
+    staged(host, with_env)
+    for path, content in OLD_FILES.items():
+        host.seed(path, content)
+    host.on("visudo", "-cf *", "echo 'sidekiq-fleet-sidekiq:4:30: syntax error' >&2; exit 1")
+    run = host.run(scripts.install(with_env, render_files(with_env), "web1"))
+    assert_nothing_installed(host, run, OLD_FILES)
+    assert run.stderr == (
+        f"{SAY}FAILED: the sudoers drop-in failed visudo -cf, nothing installed: "
+        "sidekiq-fleet-sidekiq:4:30: syntax error\n"
+    )
+    assert not run.ran("systemd-analyze"), "install stops at the first failed check"
+
+
+def test_a_unit_that_fails_systemd_analyze_installs_nothing(host: FakeHost, with_env: Stage) -> None:
+    staged(host, with_env)
+    for path, content in OLD_FILES.items():
+        host.seed(path, content)
+    host.on("systemd-analyze", "verify *", "echo 'sidekiq.service: bad unit file' >&2; exit 1")
+    run = host.run(scripts.install(with_env, render_files(with_env), "web1"))
+    assert_nothing_installed(host, run, OLD_FILES)
+    assert run.stderr == (
+        f"{SAY}FAILED: systemd-analyze verify failed, nothing installed: sidekiq.service: bad unit file\n"
+    )
+
+
+def test_a_systemd_analyze_warning_about_the_unit_installs_nothing(host: FakeHost, with_env: Stage) -> None:
+    """verify exits 0 on Type=notfy: its warning about our unit must stop the install."""
+    staged(host, with_env)
+    for path, content in OLD_FILES.items():
+        host.seed(path, content)
+    warning = f"{WORK}/sidekiq.service:8: Failed to parse service type, ignoring: notfy"
+    host.on("systemd-analyze", "verify *", f"echo {shlex.quote(warning)} >&2")
+    run = host.run(scripts.install(with_env, render_files(with_env), "web1"))
+    assert_nothing_installed(host, run, OLD_FILES)
+    assert run.stderr == f"{SAY}FAILED: systemd-analyze verify warned, nothing installed: {warning}\n"
+
+
+def test_systemd_analyze_notes_about_other_units_do_not_stop_the_install(
+    host: FakeHost, with_env: Stage
+) -> None:
+    contents = staged(host, with_env)
+    note = "/usr/lib/systemd/system/foo.service:3: Unknown key name 'Bar'"
+    host.on("systemd-analyze", "verify *", f"echo {shlex.quote(note)} >&2")
+    run = host.run(scripts.install(with_env, render_files(with_env), "web1"))
+    assert run.returncode == 0, run.stderr
+    assert host.file(UNIT) == contents[UNIT]
+    assert f"{SAY}note: systemd-analyze verify reported other units: {note}\n" in run.stdout
+
+
+def test_install_without_the_run_as_user_installs_nothing(host: FakeHost, with_env: Stage) -> None:
+    staged(host, with_env)
+    host.on("getent", "passwd deploy", "exit 2")
+    run = host.run(scripts.install(with_env, render_files(with_env), "web1"))
+    assert_nothing_installed(host, run, {})
+    assert run.stderr == f"{SAY}FAILED: user deploy does not exist\n"
+    assert not run.ran("visudo")
+
+
+def test_a_failure_while_staging_removes_the_files_staged_so_far(host: FakeHost, with_env: Stage) -> None:
+    staged(host, with_env)
+    for path, content in OLD_FILES.items():
+        host.seed(path, content)
+    host.on("install", "-o root -g root -m 0440 *", "exit 1")  # the second file, say a full disk
+    run = host.run(scripts.install(with_env, render_files(with_env), "web1"))
+    assert run.ran("install")[-1].startswith("install -o root -g root -m 0440")
+    assert f"rm -f {UNIT_NEW}" in run.calls
+    assert_nothing_installed(host, run, OLD_FILES, staging=True)
+
+
+def test_install_removes_an_env_file_no_longer_configured(host: FakeHost, staging: Stage) -> None:
+    host.seed(ENV, "OLD=1\n", 0o600)
+    contents = staged(host, staging)
+    for path, content in contents.items():
+        host.seed(path, content)
+    run = host.run(scripts.install(staging, render_files(staging), "web1"))
+    assert run.returncode == 0, run.stderr
+    assert host.changes() == {ENV} and host.removed(ENV)
+    assert run.stdout == f"{SAY}removed {ENV}, no longer configured\n"
+
+
+def test_user_scope_install_writes_into_the_users_home_and_lingers(host: FakeHost, existing_values) -> None:
+    existing_values["sidekiq"] = {"scope": "user"}
     existing_values["env"] = {"A": "b"}
     stage = stage_from(existing_values)
-    text = scripts.uninstall(stage, render_files(stage), "web1")
+    contents = staged(host, stage)
+    host.seed(SUDOERS, "# left from system scope\n", 0o440)
+    run = host.run(scripts.install(stage, render_files(stage), "web1"))
+    assert run.returncode == 0, run.stderr
+    unit = "/home/deploy/.config/systemd/user/sidekiq.service"
+    env = "/home/deploy/.config/sidekiq-fleet/sidekiq.env"
+    assert host.changes() == {unit, env, SUDOERS} and host.removed(SUDOERS)
+    assert host.file(unit) == contents["~deploy/.config/systemd/user/sidekiq.service"]
+    assert host.mode_owner(unit) == ("0o644", DEPLOY_UID, DEPLOY_UID)
+    assert host.mode_owner(env) == ("0o600", DEPLOY_UID, DEPLOY_UID)
+    # The user creates the directories in their home, so that ~/.config stays theirs.
+    assert "runuser -u deploy -- mkdir -p -m 0755 /home/deploy/.config/systemd/user" in run.calls
+    assert [c for c in run.calls if c.startswith(("runuser", "loginctl", "systemctl start"))][-4:] == [
+        "loginctl enable-linger deploy",
+        f"systemctl start user@{DEPLOY_UID}.service",
+        f"{USER_SYSTEMCTL} daemon-reload",
+        f"{USER_SYSTEMCTL} enable --quiet sidekiq.service",
+    ]
+
+
+# --- restart -------------------------------------------------------------------------------
+
+QUIET = [
+    "systemctl is-active --quiet sidekiq.service",
+    "systemctl show -p MainPID --value sidekiq.service",
+    "systemctl show -p MainPID --value sidekiq.service",
+    "systemctl kill -s TSTP sidekiq.service",
+]
+
+
+def test_restart_waits_for_the_quiet_flag_and_the_busy_workers(host: FakeHost, staging: Stage) -> None:
+    # Sidekiq shows "stopping" on its next heartbeat, then its two busy jobs finish one by one.
+    host.on("ps", "-o args= -p 4242", title(0, stopping=False), title(2), title(1), title(0))
+    host.on("systemctl", "show -p MainPID --value *", "echo 4242", "echo 4242", "echo 5151")
+    run = host.run(scripts.restart(staging, "web1", "v2"))
+    assert run.returncode == 0, run.stderr
+    assert [c for c in run.calls if c.startswith(("systemctl", "ps"))] == [
+        *QUIET,
+        *["ps -o args= -p 4242"] * 4,
+        "systemctl restart sidekiq.service",
+        "systemctl is-active --quiet sidekiq.service",
+        "systemctl show -p MainPID --value sidekiq.service",
+    ]
+    assert run.stdout.splitlines() == [
+        f"{SAY}sent TSTP to MainPID 4242; waiting for the quiet flag",
+        f"{SAY}quiet: 0 busy",
+        f"{SAY}restarting for v2",
+        f"{SAY}active, MainPID 4242 -> 5151, version v2",
+    ]
+
+
+def test_restart_goes_on_when_workers_stay_busy_past_max_busy_wait(host: FakeHost, existing_values) -> None:
+    existing_values["rollout"] = {"maxBusyWait": 0}
+    host.on("ps", "*", title(3))
+    run = host.run(scripts.restart(stage_from(existing_values), "web1", "v2"))
+    assert run.returncode == 0, run.stderr
+    assert run.position("systemctl restart sidekiq.service") > run.position("ps -o args= -p 4242")
+    assert (
+        f"{SAY}still 3 busy after 0 s; going on: Sidekiq pushes unfinished jobs back to Redis "
+        "within its -t timeout\n" in run.stdout
+    )
+    assert f"{SAY}quiet: 3 busy\n" in run.stdout
+
+
+def test_restart_without_quiet_first_sends_no_tstp(host: FakeHost, existing_values) -> None:
+    existing_values["rollout"] = {"quietFirst": False}
+    run = host.run(scripts.restart(stage_from(existing_values), "web1", "v2"))
+    assert run.returncode == 0, run.stderr
+    assert run.ran("systemctl") == [
+        "systemctl is-active --quiet sidekiq.service",
+        "systemctl show -p MainPID --value sidekiq.service",
+        "systemctl restart sidekiq.service",
+        "systemctl is-active --quiet sidekiq.service",
+        "systemctl show -p MainPID --value sidekiq.service",
+    ]
+    assert not run.ran("ps")
+
+
+def test_first_deploy_starts_instead_of_quieting(host: FakeHost, staging: Stage) -> None:
+    """capistrano-sidekiq's first deploy fails on quiet/stop of a missing unit; ours starts it."""
+    host.on("systemctl", "is-active *", "exit 3", "exit 0")
+    run = host.run(scripts.restart(staging, "web1", "v1"))
+    assert run.returncode == 0, run.stderr
+    assert run.ran("systemctl") == [
+        "systemctl is-active --quiet sidekiq.service",
+        "systemctl reset-failed sidekiq.service",
+        "systemctl start sidekiq.service",
+        "systemctl is-active --quiet sidekiq.service",
+        "systemctl show -p MainPID --value sidekiq.service",
+    ]
+    assert run.stdout.splitlines() == [
+        f"{SAY}not running; starting it for v1",
+        f"{SAY}active, MainPID none -> 4242, version v1",
+    ]
+
+
+JOURNAL = "last 40 journal lines of sidekiq.service on host web1:\n    fake journal line\n"
+JOURNAL_CALL = "journalctl -u sidekiq.service -n 40 --no-pager -o short-iso"
+
+
+def test_a_unit_that_fails_to_start_fails_with_its_journal(host: FakeHost, staging: Stage) -> None:
+    host.on("systemctl", "is-active *", "exit 3")
+    host.on("systemctl", "start *", "exit 1")
+    run = host.run(scripts.restart(staging, "web1", "v1"))
+    assert run.returncode == 1
+    assert run.stderr == f"{JOURNAL}{SAY}FAILED: start failed\n"
+    assert run.ran("journalctl") == [JOURNAL_CALL]
+    assert run.ran("systemctl")[-1] == "systemctl start sidekiq.service"
+
+
+def test_a_failed_restart_fails_with_its_journal(host: FakeHost, staging: Stage) -> None:
+    host.on("systemctl", "restart *", "exit 1")
+    run = host.run(scripts.restart(staging, "web1", "v2"))
+    assert run.returncode == 1
+    assert run.stderr == f"{JOURNAL}{SAY}FAILED: restart failed\n"
+    assert run.ran("systemctl")[-1] == "systemctl restart sidekiq.service"
+
+
+def test_a_unit_that_dies_after_the_restart_fails(host: FakeHost, staging: Stage) -> None:
+    host.on("systemctl", "is-active *", "exit 0", "exit 3")
+    run = host.run(scripts.restart(staging, "web1", "v2"))
+    assert run.returncode == 1
+    assert run.stderr == f"{JOURNAL}{SAY}FAILED: not active after the restart\n"
+    assert run.position("sleep 1") < run.position(JOURNAL_CALL)
+
+
+def test_user_scope_restart_reads_the_user_units_journal(host: FakeHost, existing_values) -> None:
+    existing_values["sidekiq"] = {"scope": "user"}
+    host.on("runuser", "* is-active *", "exit 3")
+    run = host.run(scripts.restart(stage_from(existing_values), "web1", "v1"))
+    assert run.returncode == 1
+    assert run.ran("journalctl") == [
+        f"journalctl _SYSTEMD_USER_UNIT=sidekiq.service _UID={DEPLOY_UID} -n 40 --no-pager -o short-iso"
+    ]
+    assert f"{USER_SYSTEMCTL} start sidekiq.service" in run.calls
+
+
+# --- uninstall -----------------------------------------------------------------------------
+
+
+def installed(host: FakeHost, stage: Stage) -> dict[str, str]:
+    contents = staged(host, stage)
+    for path, content in contents.items():
+        host.seed(path, content)
+    return contents
+
+
+def test_uninstall_quiets_stops_and_removes_every_file(host: FakeHost, with_env: Stage) -> None:
+    installed(host, with_env)
+    host.on("ps", "*", title(1), title(0))
+    run = host.run(scripts.uninstall(with_env, render_files(with_env), "web1"))
+    assert run.returncode == 0, run.stderr
     for path in (
-        "/etc/systemd/system/sidekiq.service",
-        "/etc/sudoers.d/sidekiq-fleet-sidekiq",
-        "/etc/sidekiq-fleet/sidekiq.env",
+        UNIT,
+        SUDOERS,
+        ENV,
+        *(f"{STAGED}/{name}" for name in ("sidekiq.service", "sidekiq-fleet-sidekiq", "sidekiq.env")),
     ):
-        assert f"rm -f {path}" in text
-    assert text.index("kill -s TSTP") < text.index('sctl stop "$unit"') < text.index("daemon-reload")
+        assert host.removed(path), path
+    for directory in ("/etc/sidekiq-fleet", "/var/lib/sidekiq-fleet"):
+        assert host.removed(directory), directory
+    assert [c for c in run.calls if c.startswith(("systemctl", "ps", "rm "))] == [
+        "systemctl is-active --quiet sidekiq.service",
+        "systemctl show -p MainPID --value sidekiq.service",
+        "systemctl kill -s TSTP sidekiq.service",
+        "ps -o args= -p 4242",
+        "ps -o args= -p 4242",
+        "systemctl stop sidekiq.service",
+        "systemctl disable --quiet sidekiq.service",
+        f"rm -f {ENV}",
+        f"rm -f {SUDOERS}",
+        f"rm -f {UNIT}",
+        "systemctl daemon-reload",
+        "systemctl reset-failed sidekiq.service",
+        f"rm -rf {STAGED}",
+    ]
+    assert run.stdout.splitlines()[-1] == f"{SAY}uninstalled"
 
 
-def test_install_validates_everything_before_it_installs_anything(staging: Stage) -> None:
-    text = scripts.install(staging, render_files(staging), "web1")
-    last_check = max(text.index("visudo -cf"), text.index("systemd-analyze verify"))
-    first_install = text.index("install -o root -g root")
-    assert last_check < first_install
-    assert text.index("mv -f") > first_install
-    assert "daemon-reload" in text and 'if [ "$unit_changed" = 1 ]' in text
+def test_uninstall_of_a_stopped_unit_sends_nothing_to_it(host: FakeHost, staging: Stage) -> None:
+    installed(host, staging)
+    host.on("systemctl", "is-active *", "exit 3")
+    run = host.run(scripts.uninstall(staging, render_files(staging), "web1"))
+    assert run.returncode == 0, run.stderr
+    assert host.removed(UNIT) and host.removed(SUDOERS)
+    assert not [c for c in run.ran("systemctl") if c.split()[1] in ("kill", "stop", "show")]
 
 
-def test_wait_for_port_gives_up_with_the_address(tmp_path: Path) -> None:
+def test_uninstall_keeps_every_file_when_the_stop_fails(host: FakeHost, with_env: Stage) -> None:
+    contents = installed(host, with_env)
+    host.on("systemctl", "stop *", "exit 1")
+    run = host.run(scripts.uninstall(with_env, render_files(with_env), "web1"))
+    assert run.returncode == 1
+    assert host.changes() == set()
+    assert {path: host.file(path) for path in contents} == contents
+    assert run.stderr == f"{JOURNAL}{SAY}FAILED: stop failed\n"
+
+
+def test_uninstall_leaves_other_units_files_and_their_directories(host: FakeHost, with_env: Stage) -> None:
+    installed(host, with_env)
+    others = {
+        "/etc/sidekiq-fleet/critical.env": "A=1\n",
+        "/var/lib/sidekiq-fleet/staging/critical/critical.service": "[Service]\n",
+    }
+    for path, content in others.items():
+        host.seed(path, content)
+    run = host.run(scripts.uninstall(with_env, render_files(with_env), "web1"))
+    assert run.returncode == 0, run.stderr
+    assert host.removed(ENV) and host.removed(UNIT)
+    assert {path: host.file(path) for path in others} == others
+    assert not host.removed("/etc/sidekiq-fleet") and not host.removed("/var/lib/sidekiq-fleet")
+
+
+def test_user_scope_uninstall_starts_the_users_manager_first(host: FakeHost, existing_values) -> None:
+    existing_values["sidekiq"] = {"scope": "user"}
+    stage = stage_from(existing_values)
+    installed(host, stage)
+    run = host.run(scripts.uninstall(stage, render_files(stage), "web1"))
+    assert run.returncode == 0, run.stderr
+    assert host.removed("/home/deploy/.config/systemd/user/sidekiq.service")
+    assert run.position(f"systemctl start user@{DEPLOY_UID}.service") < run.position(
+        f"{USER_SYSTEMCTL} stop sidekiq.service"
+    )
+
+
+# --- prepare_host and wait_for_port -----------------------------------------------------------
+
+
+def test_prepare_host_waits_for_cloud_init_and_creates_the_private_staging_dir(host: FakeHost) -> None:
+    host.on("cloud-init", "status --wait", "exit 2")  # finished with recoverable errors
+    run = host.run(scripts.prepare_host("admin", "web1"))
+    assert run.returncode == 0, run.stderr
+    assert run.calls[0] == "cloud-init status --wait"
+    assert host.mode_owner("/var/lib/sidekiq-fleet/staging") == ("0o700", ADMIN_UID, ADMIN_UID)
+    assert run.stdout == "sidekiq-fleet: host web1 is ready\n"
+
+
+def test_prepare_host_fails_when_cloud_init_failed(host: FakeHost) -> None:
+    host.on("cloud-init", "status --wait", "exit 1")
+    host.on("cloud-init", "status --long", "echo 'status: error'")
+    run = host.run(scripts.prepare_host("admin", "web1"))
+    assert run.returncode == 1
+    assert run.stderr == "sidekiq-fleet: cloud-init failed on host web1 (exit 1)\nstatus: error\n"
+    assert host.changes() == set()
+
+
+def test_prepare_host_fails_without_passwordless_sudo(host: FakeHost) -> None:
+    host.on("sudo", "-n true", "echo 'sudo: a password is required' >&2; exit 1")
+    run = host.run(scripts.prepare_host("admin", "web1"))
+    assert run.returncode == 1
+    assert run.stderr == "sidekiq-fleet: user admin has no passwordless sudo on host web1\n"
+    assert host.changes() == set()
+
+
+def test_wait_for_port_returns_once_the_port_accepts() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        result = subprocess.run(
+            ["bash", "-c", scripts.wait_for_port("127.0.0.1", port, 0)], capture_output=True, text=True
+        )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"sidekiq-fleet: 127.0.0.1:{port} accepts connections\n"
+
+
+def test_wait_for_port_gives_up_with_the_address() -> None:
     # Nothing listens on port 9 of loopback; a timeout of 0 gives up at once.
     result = subprocess.run(
         ["bash", "-c", scripts.wait_for_port("127.0.0.1", 9, 0)], capture_output=True, text=True
     )
     assert result.returncode == 1
-    assert "127.0.0.1:9 did not accept connections within 0 s" in result.stderr
+    assert result.stderr == "sidekiq-fleet: 127.0.0.1:9 did not accept connections within 0 s\n"
