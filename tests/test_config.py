@@ -735,12 +735,19 @@ def test_bad_stage_name_is_a_problem_too():
 REDIS_SECRET = "redis://:s3cr3t-Pa55word@redis.internal:6379/0"
 
 
+KEY_BODY = "QUFBQS1zZWNyZXQta2V5LWJvZHk"
+SECRET_KEY = f"-----BEGIN OPENSSH PRIVATE KEY-----\n{KEY_BODY}\n-----END OPENSSH PRIVATE KEY-----\n"
+
+
 def test_secrets_never_appear_in_repr_or_str():
-    values = with_change(EC2_BASE, "env", {"REDIS_URL": REDIS_SECRET, "RAILS_MAX_THREADS": "10"})
+    values = with_changes(
+        EC2_BASE,
+        {"env": {"REDIS_URL": REDIS_SECRET, "RAILS_MAX_THREADS": "10"}, "ssh.privateKey": SECRET_KEY},
+    )
     stage = parse_stage("staging", values)
     config = stage.config
     # The values are kept, only hidden.
-    assert config.ssh.private_key.get_secret_value() == FAKE_KEY
+    assert config.ssh.private_key.get_secret_value() == SECRET_KEY
     assert config.env["REDIS_URL"].get_secret_value() == REDIS_SECRET
     shown = [
         repr(stage),
@@ -754,7 +761,7 @@ def test_secrets_never_appear_in_repr_or_str():
     ]
     for text in shown:
         assert "s3cr3t-Pa55word" not in text
-        assert "QUFBQS1zZWNyZXQta2V5LWJvZHk" not in text
+        assert KEY_BODY not in text
         assert "PRIVATE KEY" not in text
         assert "**********" in text
 

@@ -18,7 +18,7 @@ from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
 
 from components.config import values_from_stack_file
-from tests.conftest import EXISTING_STAGE, FAKE_KEY
+from tests.conftest import EXISTING_STAGE, FAKE_KEY, HOST_KEY
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
@@ -231,11 +231,21 @@ def test_no_triggered_resource_has_a_delete(ec2_program: RecordingMonitor) -> No
         assert "rm -f /etc/systemd/system/sidekiq.service" in command.inputs["delete"]
 
 
+def connection_of(reg: Registration) -> dict[str, Any]:
+    connection = reg.inputs["connection"]
+    return connection["value"] if is_secret(connection) else connection
+
+
 def test_secrets_stay_secret(ec2_program: RecordingMonitor) -> None:
+    remote = [r for r in ec2_program.registrations.values() if r.type.startswith("command:remote:")]
+    # prepare, three copies, install, restart and uninstall on each of the 3 hosts
+    assert len(remote) == 21
+    for reg in remote:
+        connection = reg.inputs["connection"]
+        assert is_secret(connection) or is_secret(connection["privateKey"]), reg.name
+        key = connection_of(reg)["privateKey"]
+        assert (key["value"] if is_secret(key) else key) == FAKE_KEY, reg.name
     for reg in ec2_program.registrations.values():
-        if "connection" in reg.inputs:
-            connection = reg.inputs["connection"]
-            assert is_secret(connection) or is_secret(connection["privateKey"]), reg.name
         plain = json.dumps(without_secrets(reg.inputs))
         assert "OPENSSH PRIVATE KEY" not in plain, reg.name
         assert "s3cr3t-env-value" not in plain, reg.name
@@ -275,6 +285,22 @@ def test_stack_outputs_have_the_documented_shape(ec2_program: RecordingMonitor) 
     }
 
 
+@pytest.mark.parametrize(("ssh_address", "prefix"), [("public", "198.51.100."), ("private", "10.0.0.")])
+def test_ssh_goes_to_the_configured_instance_address(ssh_address: str, prefix: str) -> None:
+    values = ec2_values(count=2)
+    values["hosts"]["sshAddress"] = ssh_address
+    monitor = configure("staging", values, secret_keys=("ssh", "env"))
+
+    run_program(monitor)
+    for number, host in ((1, HOSTS[0]), (2, HOSTS[1])):
+        address = f"{prefix}{number}"
+        for step in ("prepare", "install", "restart", "uninstall", "copy-unit"):
+            assert connection_of(monitor.registrations[f"{host}-{step}"])["host"] == address, step
+        port_open = monitor.registrations[f"{host}-port-open"].inputs["create"]
+        assert port_open.startswith(f"address={address} port=22 "), port_open
+    assert [h["address"] for h in monitor.stack_outputs["hosts"]] == [f"{prefix}1", f"{prefix}2"]
+
+
 def test_existing_hosts_get_the_same_output_shape_and_pinned_keys() -> None:
     monitor = configure("staging", EXISTING_STAGE, secret_keys=("ssh",))
 
@@ -285,10 +311,22 @@ def test_existing_hosts_get_the_same_output_shape_and_pinned_keys() -> None:
         ("web1", "192.0.2.11", 22.0),
         ("web2", "192.0.2.12", 2222.0),
     ]
-    assert set(hosts[0]) == set(monitor.stack_outputs["hosts"][1])
-    prepare = monitor.registrations["web2-prepare"]
-    connection = prepare.inputs["connection"]
-    connection = connection["value"] if is_secret(connection) else connection
+    assert hosts[0] == {
+        "name": "web1",
+        "address": "192.0.2.11",
+        "port": 22.0,
+        "sshUser": "admin",
+        "hostKey": HOST_KEY,
+        "units": ["sidekiq.service"],
+        "appVersion": "3f2c1e9",
+        "instanceId": None,
+        "publicIp": None,
+        "privateIp": None,
+        "publicDns": None,
+        "privateDns": None,
+    }
+    assert set(hosts[1]) == set(hosts[0])
+    connection = connection_of(monitor.registrations["web2-prepare"])
     assert connection["hostKey"] == EXISTING_STAGE["hosts"]["existing"][1]["hostKey"]
     assert connection["port"] == 2222.0 and connection["user"] == "admin"
     assert not [r for r in monitor.of_type("command:remote:CopyToRemote") if r.name.endswith("-env")]

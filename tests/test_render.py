@@ -17,7 +17,6 @@ from components.render import (
     render_sudoers,
     render_unit,
     render_user_data,
-    sudo_commands,
 )
 from tests.conftest import stage_from
 
@@ -63,13 +62,22 @@ def test_unit_has_every_seed_directive_with_the_seed_values(staging: Stage) -> N
     assert found[("Service", "ExecStart")] == [seed_exec + " -t 25'"]
 
 
-def test_unit_adds_stop_timeout_user_group_and_notify_access(staging: Stage) -> None:
-    found = directives(render_unit(staging))
-    assert found[("Service", "TimeoutStopSec")] == ["30"]
-    assert found[("Service", "User")] == ["deploy"]
-    assert found[("Service", "Group")] == ["deploy"]
-    assert found[("Service", "NotifyAccess")] == ["all"]
-    assert ("Service", "EnvironmentFile") not in found
+def test_unit_has_exactly_the_seed_directives_plus_ours(staging: Stage) -> None:
+    """Nothing more, nothing less: an extra User=root or a dropped Restart= fails here."""
+    ours = {
+        ("Service", "NotifyAccess"): "all",
+        ("Service", "User"): "deploy",
+        ("Service", "Group"): "deploy",
+        ("Service", "TimeoutStopSec"): "30",
+        ("Service", "SyslogIdentifier"): "sidekiq",
+        ("Service", "ExecStart"): (
+            "/bin/bash -lc 'exec /home/deploy/.rbenv/shims/bundle exec sidekiq "
+            "-e staging -C config/sidekiq.yml -t 25'"
+        ),
+    }
+    assert directives(render_unit(staging)) == {
+        key: [value] for key, value in {**SEED_STAGING, **ours}.items()
+    }
 
 
 def test_stop_timeout_follows_the_sidekiq_timeout(existing_values) -> None:
@@ -131,16 +139,51 @@ def test_env_file_quotes_values_for_systemd() -> None:
     assert lines == ['A="plain value"', 'B="say \\"hi\\" \\\\ $(id) `x`"']
 
 
-def test_sudoers_grants_exact_verbs_on_the_unit_only(staging: Stage) -> None:
-    commands = sudo_commands(staging)
-    assert "/usr/bin/systemctl kill -s TSTP sidekiq.service" in commands
-    assert "/usr/bin/systemctl restart sidekiq" in commands
-    for command in commands:
-        assert command.startswith("/usr/bin/systemctl ")
-        assert "*" not in command and command.split()[-1] in ("sidekiq", "sidekiq.service")
-    text = render_sudoers(staging)
-    assert "deploy ALL=(root) NOPASSWD: SIDEKIQ_FLEET_SIDEKIQ" in text
-    assert "NOPASSWD: /usr/bin/systemctl\n" not in text
+STAGING_SUDOERS = """\
+# Managed by sidekiq-fleet (pulumi up); local edits are overwritten.
+# deploy may quiet, reload, start, stop, restart and inspect sidekiq.service, nothing else.
+# Not `NOPASSWD: /usr/bin/systemctl`: that lets deploy start any unit, which is root.
+Cmnd_Alias SIDEKIQ_FLEET_SIDEKIQ = \\
+    /usr/bin/systemctl start sidekiq, \\
+    /usr/bin/systemctl stop sidekiq, \\
+    /usr/bin/systemctl restart sidekiq, \\
+    /usr/bin/systemctl status sidekiq, \\
+    /usr/bin/systemctl reload sidekiq, \\
+    /usr/bin/systemctl start sidekiq.service, \\
+    /usr/bin/systemctl stop sidekiq.service, \\
+    /usr/bin/systemctl restart sidekiq.service, \\
+    /usr/bin/systemctl status sidekiq.service, \\
+    /usr/bin/systemctl reload sidekiq.service, \\
+    /usr/bin/systemctl kill -s TSTP sidekiq, \\
+    /usr/bin/systemctl kill -s TSTP sidekiq.service
+deploy ALL=(root) NOPASSWD: SIDEKIQ_FLEET_SIDEKIQ
+"""
+
+
+def test_sudoers_is_exactly_the_drop_in_we_mean(staging: Stage) -> None:
+    """Written out here, not derived from sudo_commands(): a broader grant anywhere fails."""
+    assert render_sudoers(staging) == STAGING_SUDOERS
+
+
+def test_sudoers_names_the_configured_user_and_unit(existing_values) -> None:
+    existing_values["sidekiq"] = {"unitName": "sidekiq-critical", "user": "app_runner"}
+    text = render_sudoers(stage_from(existing_values))
+    rules = [line for line in text.splitlines() if not line.startswith("#")]
+    assert rules[0] == "Cmnd_Alias SIDEKIQ_FLEET_SIDEKIQ_CRITICAL = \\"
+    assert rules[-1] == "app_runner ALL=(root) NOPASSWD: SIDEKIQ_FLEET_SIDEKIQ_CRITICAL"
+    commands = [line.strip().removesuffix(", \\") for line in rules[1:-1]]
+    assert commands == [
+        *(
+            f"/usr/bin/systemctl {verb} sidekiq-critical"
+            for verb in ("start", "stop", "restart", "status", "reload")
+        ),
+        *(
+            f"/usr/bin/systemctl {verb} sidekiq-critical.service"
+            for verb in ("start", "stop", "restart", "status", "reload")
+        ),
+        "/usr/bin/systemctl kill -s TSTP sidekiq-critical",
+        "/usr/bin/systemctl kill -s TSTP sidekiq-critical.service",
+    ]
 
 
 @pytest.mark.parametrize(
