@@ -13,7 +13,11 @@ from components.__main__ import render_stage
 from components.config import (
     SECRET_PLACEHOLDER,
     Stage,
+    StageConfig,
     StageConfigError,
+    _decode,
+    _descriptions,
+    _message,
     parse_stage,
     resolve_files,
     values_from_stack_file,
@@ -935,3 +939,110 @@ def test_resolve_files_rejects_a_file_that_is_not_a_key(tmp_path: Path) -> None:
             tmp_path, f"192.0.2.11 {HOST_KEY}\n[192.0.2.12]:2222 {HOST_KEY}\n", key="hello\n"
         )
     assert_problem(error.value.problems, "ssh.privateKeyFile", "not a PEM/OpenSSH private key")
+
+
+# --- exact messages and the helpers behind them ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        pytest.param(
+            ("ssh.privateKey", "nope"),
+            "ssh.privateKey: not a PEM/OpenSSH private key; expected an OpenSSH private key, "
+            "set with pulumi config set --secret --path ssh.privateKey",
+            id="value-error-without-key",
+        ),
+        pytest.param(
+            ("hosts.tags", {"team": 5}),
+            "hosts.tags.team: Input should be a valid string; expected a map of tag names to strings",
+            id="map-entry-takes-the-maps-form",
+        ),
+        pytest.param(("ssh", DELETE), "ssh: is required", id="no-description-no-expected"),
+    ],
+)
+def test_problem_lines_read_exactly(change, message):
+    assert problems_of(with_change(EC2_BASE, *change)) == [f"{NS}:{message}"]
+
+
+def test_a_problem_without_a_location_is_named_top_level():
+    assert (
+        _message({"loc": (), "type": "missing", "msg": "Field required"}) == f"{NS} (top level): is required"
+    )
+
+
+@pytest.mark.parametrize(
+    ("cidr", "open_to_all"),
+    [
+        ("8.0.0.0/7", True),
+        ("10.0.0.0/8", False),
+        ("2000::/15", True),
+        ("2001::/16", False),
+    ],
+)
+def test_internet_wide_means_shorter_than_8_or_16_bits(cidr, open_to_all):
+    values = with_change(EC2_BASE, "hosts.sshIngressCidrs", [cidr])
+    if open_to_all:
+        assert_problem(problems_of(values), "hosts.sshIngressCidrs", "opens ssh to the internet at large")
+    else:
+        assert parse_stage("staging", values).config.hosts.ssh_ingress_cidrs == [cidr]
+
+
+def test_every_config_key_is_in_the_readme_reference():
+    """The expected forms come from the model, by key path; each key (or its parent) is documented."""
+    readme = (PROJECT_DIR / "README.md").read_text()
+    forms = _descriptions(StageConfig)
+    assert forms["hosts.existing.port"] == "a TCP port from 1 to 65535"
+    assert forms["hosts.ami.owner"] == "an AWS account id (12 digits), amazon, self or aws-marketplace"
+    assert forms["sidekiq.timeout"] == "Sidekiq's -t shutdown timeout in seconds, 1 to 3600"
+    for key, form in forms.items():
+        assert form and isinstance(form, str), key
+        parent = key.rpartition(".")[0]
+        assert f"`{key}`" in readme or f"`{parent}`" in readme, f"{key} is not in the README"
+
+
+@pytest.mark.parametrize(
+    ("raw", "decoded"),
+    [
+        ('{"a": 1}', {"a": 1}),
+        ("[1, 2]", [1, 2]),
+        ("[not json", "[not json"),
+        ("plain", "plain"),
+        (5, 5),
+        (True, True),
+    ],
+)
+def test_pulumi_config_values_are_decoded_only_when_json(raw, decoded):
+    assert _decode(raw) == decoded
+
+
+def test_known_hosts_skips_comments_and_markers_and_reads_host_lists(tmp_path: Path) -> None:
+    other = HOST_KEY.replace("AAAAIOZ7", "AAAAIXYZ")
+    stage = _existing_with_files(
+        tmp_path,
+        f"#192.0.2.11 {other}\n@cert-authority 192.0.2.11 {other}\n"
+        f"web-a,192.0.2.11 {HOST_KEY}\n[192.0.2.12]:2222,other {other}\n",
+    )
+    assert [h.host_key for h in stage.config.hosts.existing] == [HOST_KEY, other]
+
+
+def test_an_explicit_host_key_wins_over_known_hosts(tmp_path: Path) -> None:
+    other = HOST_KEY.replace("AAAAIOZ7", "AAAAIXYZ")
+    values = copy.deepcopy(EXISTING_BASE)
+    values["hosts"]["existing"] = [{"address": "192.0.2.11", "hostKey": HOST_KEY}]
+    values["ssh"] = {"user": "admin", "privateKey": FAKE_KEY, "knownHostsFile": "known_hosts"}
+    (tmp_path / "known_hosts").write_text(f"192.0.2.11 {other}\n")
+    stage = resolve_files(parse_stage("local", values), tmp_path)
+    assert [h.host_key for h in stage.config.hosts.existing] == [HOST_KEY]
+
+
+def test_unreadable_files_are_the_only_problems(tmp_path: Path) -> None:
+    with pytest.raises(StageConfigError) as error:
+        _existing_with_files(tmp_path, None, key=None)
+    assert str(error.value).startswith("stage 'local' has 2 configuration problem(s):")
+    key_problem, known_problem = error.value.problems
+    assert key_problem == (
+        f"{NS}:ssh.privateKeyFile: cannot use {tmp_path / 'id_test'}: [Errno 2] No such file or directory: "
+        f"'{tmp_path / 'id_test'}'; expected a readable OpenSSH private key file"
+    )
+    assert known_problem.startswith(f"{NS}:ssh.knownHostsFile: cannot read {tmp_path / 'known_hosts'}: ")

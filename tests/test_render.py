@@ -18,7 +18,7 @@ from components.render import (
     render_unit,
     render_user_data,
 )
-from tests.conftest import stage_from
+from tests.conftest import EXISTING_STAGE, stage_from
 
 
 def directives(unit: str) -> dict[tuple[str, str], list[str]]:
@@ -284,3 +284,43 @@ def test_user_data_merges_the_teams_cloud_init_stably(existing_values) -> None:
     parts = [p for p in message_from_string(text).walk() if not p.is_multipart()]
     assert [p.get_content_type() for p in parts] == ["text/cloud-config", "text/x-shellscript"]
     assert "echo hello" in parts[1].get_payload()
+
+
+USER_DATA_BOUNDARY = "sidekiq-fleet-d919a4606056f39c903f02ced95d5390"
+OUR_CLOUD_CONFIG = """\
+#cloud-config
+# Managed by sidekiq-fleet (pulumi up); local edits are overwritten.
+users:
+  - default
+  - name: deploy
+    shell: /bin/bash
+    lock_passwd: true
+"""
+
+
+def test_user_data_with_the_teams_cloud_config_reads_exactly(existing_values) -> None:
+    """A fixed boundary from the content, our part first, theirs appended to our lists."""
+    values = _ec2_values(existing_values, cloudInit="#cloud-config\npackages: [git]\n")
+    part = (
+        'Content-Type: text/cloud-config; charset="us-ascii"\nMIME-Version: 1.0\n'
+        "Content-Transfer-Encoding: 7bit\n"
+    )
+    assert render_user_data(stage_from(values)) == (
+        f'Content-Type: multipart/mixed; boundary="{USER_DATA_BOUNDARY}"\nMIME-Version: 1.0\n\n'
+        f"--{USER_DATA_BOUNDARY}\n{part}\n{OUR_CLOUD_CONFIG}\n"
+        f"--{USER_DATA_BOUNDARY}\n{part}Merge-Type: list(append)+dict(no_replace,recurse_list)+str()\n\n"
+        "#cloud-config\npackages: [git]\n\n"
+        f"--{USER_DATA_BOUNDARY}--\n"
+    )
+
+
+def test_user_data_without_cloud_init_is_ours_alone(existing_values) -> None:
+    assert render_user_data(stage_from(_ec2_values(existing_values))) == OUR_CLOUD_CONFIG
+    # Existing hosts take no user data; asked anyway, ours is all there is.
+    assert render_user_data(stage_from(EXISTING_STAGE)) == OUR_CLOUD_CONFIG
+
+
+def test_env_file_reads_exactly() -> None:
+    assert render_env_file({"B": "x", "A": "y"}) == (
+        '# Managed by sidekiq-fleet (pulumi up); local edits are overwritten.\nA="y"\nB="x"\n'
+    )
