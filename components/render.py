@@ -206,7 +206,8 @@ def render_files(stage: Stage, project_dir: Path | None = None) -> list[Rendered
 
 def files_digest(files: Sequence[RenderedFile]) -> str:
     """A digest of everything installed; a change re-runs install and restart."""
-    payload = json.dumps([[f.path, f.mode, f.owner, f.group, f.content] for f in files], sort_keys=True)
+    rows = [[f.path, f.mode, f.owner, f.group, f.content] for f in files]
+    payload = json.dumps(rows, sort_keys=True)  # pragma: no mutate - lists only: no key to sort
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

@@ -92,7 +92,7 @@ def prepare_host(ssh_user: str, host: str) -> str:
             f"host={q(host)}",
             "if command -v cloud-init >/dev/null 2>&1; then",
             "  rc=0; cloud-init status --wait >/dev/null || rc=$?",
-            "  # 2 means cloud-init finished with recoverable errors.",
+            "  # 2 means cloud-init finished with recoverable errors.",  # pragma: no mutate - shell comment  # noqa: E501
             '  if [ "$rc" -ne 0 ] && [ "$rc" -ne 2 ]; then',
             '    echo "sidekiq-fleet: cloud-init failed on host $host (exit $rc)" >&2',
             "    cloud-init status --long >&2 || true",
@@ -148,7 +148,7 @@ def install(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
         body += [
             f"verify_out=$(systemd-analyze verify {unit_copy} 2>&1) || "
             'die "systemd-analyze verify failed, nothing installed: $verify_out"',
-            "# verify exits 0 on bad values such as Type=notfy: its warnings about this unit fail.",
+            "# verify exits 0 on bad values such as Type=notfy: its warnings about this unit fail.",  # pragma: no mutate - shell comment  # noqa: E501
             'ours=$(printf "%s\\n" "$verify_out" | grep -F -e "$unit" || true)',
             '[ -z "$ours" ] || die "systemd-analyze verify warned, nothing installed: $ours"',
             '[ -z "$verify_out" ] || say "note: systemd-analyze verify reported other units: $verify_out"',
@@ -247,7 +247,7 @@ def restart(stage: Stage, host: str, app_version: str) -> str:
         f"version={q(app_version)}",
         'if ! sctl is-active --quiet "$unit"; then',
         '  say "not running; starting it for $version"',
-        "  # A unit that hit its start limit (say, a release that could not boot) refuses to start.",
+        "  # A unit that hit its start limit (say, a release that could not boot) refuses to start.",  # pragma: no mutate - shell comment  # noqa: E501
         '  sctl reset-failed "$unit" 2>/dev/null || true',
         '  sctl start "$unit" || fail "start failed"',
         "else",
@@ -285,7 +285,7 @@ def uninstall(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
         "sctl daemon-reload",
         'sctl reset-failed "$unit" 2>/dev/null || true',
         f"rm -rf {q(staging_dir(stage))}",
-        "# Shared parents go too once empty; other units' files keep them.",
+        "# Shared parents go too once empty; other units' files keep them.",  # pragma: no mutate - shell comment  # noqa: E501
         f"rmdir --ignore-fail-on-non-empty {q(STAGING_DIR)} {q(STATE_DIR)} 2>/dev/null || true",
         f'rmdir --ignore-fail-on-non-empty "$(dirname {_resolve(env_path(stage))})" 2>/dev/null || true',
         'say "uninstalled"',

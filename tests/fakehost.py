@@ -26,10 +26,19 @@ ADMIN_UID = 4712
 # Every fake logs its call, then answers with the first rule whose glob matches its
 # arguments: the rule's n-th reply on its n-th call, its last reply from then on.
 # Without a matching rule a spied program runs the real one, any other answers nothing.
+# Past MAX_CALLS calls every fake fails: a loop that never ends (say, a mutant's) stops in
+# moments instead of spinning until its deadline.
+MAX_CALLS = 300
 FAKE = r"""#!/bin/bash
 name=${0##*/}
 args="$*"
 printf '%s\n' "$name ${args//$'\n'/ }" >>"$FAKE_DIR/calls.log"
+read -r total <"$FAKE_DIR/total"
+echo "$((total += 1))" >"$FAKE_DIR/total"
+if ((total > MAX_CALLS)); then
+  echo "fake $name: over MAX_CALLS calls, a loop that does not end" >&2
+  exit 99
+fi
 for rule in "$FAKE_DIR/rules/$name".*; do
   [ -d "$rule" ] || continue
   read -r pattern <"$rule/pattern"
@@ -115,12 +124,12 @@ class FakeHost:
         self.bin = self.fake_dir / "bin"
         for directory in (self.bin, self.fake_dir / "rules"):
             directory.mkdir(parents=True)
+        (self.fake_dir / "total").write_text("0")
         self._rules = 0
         for name in (*self.FAKED, *self.SPIED):
             path = self.bin / name
-            path.write_text(
-                FAKE.replace("REAL=\n", f"REAL={_which(name)}\n" if name in self.SPIED else "REAL=\n")
-            )
+            real = _which(name) if name in self.SPIED else ""
+            path.write_text(FAKE.replace("REAL=\n", f"REAL={real}\n").replace("MAX_CALLS", str(MAX_CALLS)))
             path.chmod(path.stat().st_mode | stat.S_IXUSR)
         users = {"deploy": DEPLOY_UID, "admin": ADMIN_UID}
         passwd = [f"{name}:x:{uid}:{uid}::/home/{name}:/bin/bash" for name, uid in users.items()]
@@ -171,7 +180,7 @@ class FakeHost:
             },
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=30,
         )
         log = self.fake_dir / "calls.log"
         calls = log.read_text().splitlines() if log.exists() else []

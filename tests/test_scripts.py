@@ -465,6 +465,20 @@ def test_uninstall_of_a_stopped_unit_sends_nothing_to_it(host: FakeHost, staging
     assert not [c for c in run.ran("systemctl") if c.split()[1] in ("kill", "stop", "show")]
 
 
+def test_uninstall_without_quiet_first_stops_at_once(host: FakeHost, existing_values) -> None:
+    existing_values["rollout"] = {"quietFirst": False}
+    stage = stage_from(existing_values)
+    installed(host, stage)
+    run = host.run(scripts.uninstall(stage, render_files(stage), "web1"))
+    assert run.returncode == 0, run.stderr
+    assert run.ran("systemctl")[:3] == [
+        "systemctl is-active --quiet sidekiq.service",
+        "systemctl stop sidekiq.service",
+        "systemctl disable --quiet sidekiq.service",
+    ]
+    assert not run.ran("ps") and host.removed(UNIT)
+
+
 def test_uninstall_keeps_every_file_when_the_stop_fails(host: FakeHost, with_env: Stage) -> None:
     contents = installed(host, with_env)
     host.on("systemctl", "stop *", "exit 1")
@@ -541,6 +555,16 @@ def test_wait_for_port_returns_once_the_port_accepts() -> None:
         )
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"sidekiq-fleet: 127.0.0.1:{port} accepts connections\n"
+
+
+def test_wait_for_port_tries_every_2_s_until_its_deadline(host: FakeHost) -> None:
+    # One real second per pause, so that bash's SECONDS reaches the 1 s deadline after one;
+    # a second pause means the deadline was missed: end the loop.
+    host.on("sleep", "*", "/bin/sleep 1", 'kill "$PPID"')
+    run = host.run(scripts.wait_for_port("127.0.0.1", 9, 1))
+    assert run.returncode == 1
+    assert run.calls == ["sleep 2"]
+    assert run.stderr == "sidekiq-fleet: 127.0.0.1:9 did not accept connections within 1 s\n"
 
 
 def test_wait_for_port_gives_up_with_the_address() -> None:
