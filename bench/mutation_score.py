@@ -1,6 +1,7 @@
 """Mutation score of the pure layers against the fast suite, and its ratchet.
 
     python bench/mutation_score.py                # mutate every pure-layer file, print the table, check
+    python bench/mutation_score.py components/render.py   # only these files
     python bench/mutation_score.py --changed      # only files changed since their score was recorded
     python bench/mutation_score.py --record       # also write the new scores (thresholds only go up)
 
@@ -118,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("paths", nargs="*", help=f"files to mutate, of {', '.join(FILES)} (all)")
     parser.add_argument(
         "--changed", action="store_true", help="only files changed since their recorded score"
     )
@@ -125,9 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--survivors", action="store_true", help="list the surviving mutants")
     parser.add_argument("--children", type=int, default=int(os.environ.get("MUTATION_CHILDREN", "1")))
     args = parser.parse_args(argv)
+    unknown = set(args.paths) - set(FILES)
+    if unknown:
+        parser.error(f"not a pure-layer file: {', '.join(sorted(unknown))}")
 
     thresholds = json.loads(THRESHOLDS.read_text()) if THRESHOLDS.exists() else {}
-    paths = list(FILES)
+    paths = args.paths or list(FILES)
     if args.changed:
         paths = [p for p in paths if thresholds.get(p, {}).get("digest") != digest(p)]
         if not paths:

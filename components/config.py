@@ -567,7 +567,8 @@ def _known_host_keys(text: str, host: str, port: int) -> list[str]:
     keys = []
     for line in text.splitlines():
         fields = line.split()
-        if len(fields) >= 3 and not line.startswith(("#", "@")) and pattern in fields[0].split(","):
+        # Comments and @cert-authority/@revoked lines never have an address as their first field.
+        if len(fields) >= 3 and pattern in fields[0].split(","):
             keys.append(f"{fields[1]} {fields[2]}")
     return keys
 

@@ -959,10 +959,21 @@ def test_resolve_files_rejects_a_file_that_is_not_a_key(tmp_path: Path) -> None:
             id="map-entry-takes-the-maps-form",
         ),
         pytest.param(("ssh", DELETE), "ssh: is required", id="no-description-no-expected"),
+        pytest.param(
+            ("env", {"A": "one\rtwo"}),
+            "env.A: contains a newline, carriage return or NUL; expected a single line",
+            id="expected-only-once",
+        ),
     ],
 )
 def test_problem_lines_read_exactly(change, message):
     assert problems_of(with_change(EC2_BASE, *change)) == [f"{NS}:{message}"]
+
+
+@pytest.mark.parametrize("value", ["X", "Xx-1", "tab\there", "spaces and 'quotes'"])
+def test_single_line_env_values_are_kept(value):
+    stage = parse_stage("staging", with_change(EC2_BASE, "env", {"A": value}))
+    assert stage.config.env["A"].get_secret_value() == value
 
 
 def test_a_problem_without_a_location_is_named_top_level():

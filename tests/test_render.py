@@ -283,6 +283,7 @@ def test_user_data_merges_the_teams_cloud_init_stably(existing_values) -> None:
     assert text == render_user_data(stage_from(values)), "user data must not change between runs"
     parts = [p for p in message_from_string(text).walk() if not p.is_multipart()]
     assert [p.get_content_type() for p in parts] == ["text/cloud-config", "text/x-shellscript"]
+    assert 'Content-Type: text/x-shellscript; charset="us-ascii"\n' in text
     assert "echo hello" in parts[1].get_payload()
 
 

@@ -133,6 +133,7 @@ def test_install_validates_then_puts_every_file_in_place(host: FakeHost, with_en
     assert host.mode_owner(SUDOERS) == ("0o440", 0, 0)
     assert host.mode_owner(ENV) == ("0o600", 0, 0)
     assert host.mode_owner("/etc/sidekiq-fleet") == ("0o755", 0, 0)
+    assert "install -d -m 0755 -o root -g root /etc/sidekiq-fleet" in run.calls
     # Both checks run on root's private copies before anything is written beside a target.
     visudo = run.position(f"visudo -cf {WORK}/sidekiq-fleet-sidekiq")
     verify = run.position(f"systemd-analyze verify {WORK}/sidekiq.service")
