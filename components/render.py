@@ -57,7 +57,7 @@ def _environment(project_dir: Path | None) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
-        autoescape=False,
+        autoescape=False,  # pragma: no mutate - None, or leaving it out, is False too
     )
     env.filters["systemd_env_quote"] = _systemd_env_quote
     return env

@@ -169,7 +169,7 @@ def install(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
             else '  [ -d "$dir" ] || install -d -m 0755 -o root -g root "$dir"',
             f'  pending+=("$tmp{index}")',
             f'  install -o {q(file.owner)} -g {q(file.group)} -m {q(file.mode)} {copy} "$tmp{index}"',
-            "  changed=1" + ("; unit_changed=1" if file.role == "unit" else ""),
+            "  changed=1; unit_changed=1" if file.role == "unit" else "  changed=1",
             "fi",
         ]
     # Every file validated and is staged beside its target: rename them all.

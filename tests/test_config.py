@@ -727,8 +727,12 @@ def test_independent_problems_are_reported_together():
 
 
 def test_bad_stage_name_is_a_problem_too():
-    problems = problems_of(EC2_BASE, stage="stag ing")
-    assert problems == ["stage name 'stag ing': expected letters, digits, . _ -"]
+    with pytest.raises(StageConfigError) as caught:
+        parse_stage("stag ing", EC2_BASE)
+    assert str(caught.value) == (
+        "stage 'stag ing' has 1 configuration problem(s):\n"
+        "  - stage name 'stag ing': expected letters, digits, . _ -"
+    )
     problems = problems_of(with_change(EC2_BASE, "hosts.count", 0), stage="a/b")
     assert problems[0] == "stage name 'a/b': expected letters, digits, . _ -"
     assert_problem(problems, "hosts.count", "expected an integer from 1 to 100")

@@ -325,3 +325,62 @@ def test_env_file_reads_exactly() -> None:
     assert render_env_file({"B": "x", "A": "y"}) == (
         '# Managed by sidekiq-fleet (pulumi up); local edits are overwritten.\nA="y"\nB="x"\n'
     )
+
+
+EVERY_VARIABLE = (
+    "{{ managed_note }}|{{ app }}|{{ stage }}|{{ environment }}|{{ unit_name }}|{{ unit }}|{{ app_dir }}|"
+    "{{ scope }}|{{ user }}|{{ group }}|{{ exec_start }}|{{ env_file }}|{{ watchdog_sec }}|"
+    "{{ restart_sec }}|{{ timeout }}|{{ timeout_stop_sec }}|{{ wanted_by }}\n"
+)
+
+
+def test_a_unit_template_gets_every_documented_variable(existing_values, tmp_path: Path) -> None:
+    (tmp_path / "all.j2").write_text(EVERY_VARIABLE)
+    existing_values["sidekiq"] = {"unitTemplate": "all.j2", "unitName": "worker", "group": "www"}
+    existing_values["env"] = {"A": "b"}
+    files = render_files(stage_from(existing_values, name="prod"), project_dir=tmp_path)
+    assert files[0].content.split("|") == [
+        "Managed by sidekiq-fleet (pulumi up); local edits are overwritten.",
+        "example",
+        "prod",
+        "prod",
+        "worker",
+        "worker.service",
+        "/var/www/example/prod/current",
+        "system",
+        "deploy",
+        "www",
+        "/bin/bash -lc 'exec bundle exec sidekiq -e prod -C config/sidekiq.yml -t 25'",
+        "/etc/sidekiq-fleet/worker.env",
+        "10",
+        "1",
+        "25",
+        "30",
+        "multi-user.target\n",
+    ]
+
+
+def test_a_unit_template_without_env_gets_none_for_the_env_file(existing_values, tmp_path: Path) -> None:
+    (tmp_path / "env.j2").write_text("{{ env_file }}\n")
+    existing_values["sidekiq"] = {"unitTemplate": "env.j2"}
+    assert render_unit(stage_from(existing_values), project_dir=tmp_path) == "None\n"
+
+
+def test_block_tags_in_a_unit_template_leave_no_blank_or_indent(existing_values, tmp_path: Path) -> None:
+    (tmp_path / "tags.j2").write_text(
+        "[Service]\n    {% if watchdog_sec %}\nWatchdogSec={{ watchdog_sec }}\n"
+        "    {% endif %}\nRestart=always\n"
+    )
+    existing_values["sidekiq"] = {"unitTemplate": "tags.j2"}
+    text = render_unit(stage_from(existing_values), project_dir=tmp_path)
+    assert text == "[Service]\nWatchdogSec=10\nRestart=always\n"
+
+
+def test_the_projects_template_wins_over_a_built_in_one_of_the_same_name(
+    existing_values, tmp_path: Path
+) -> None:
+    (tmp_path / "sidekiq.service.j2").write_text("[Service]\nExecStart=/bin/true\n")
+    existing_values["sidekiq"] = {"unitTemplate": "sidekiq.service.j2"}
+    assert (
+        render_unit(stage_from(existing_values), project_dir=tmp_path) == "[Service]\nExecStart=/bin/true\n"
+    )

@@ -552,7 +552,10 @@ def test_wait_for_port_returns_once_the_port_accepts() -> None:
         listener.listen()
         port = listener.getsockname()[1]
         result = subprocess.run(
-            ["bash", "-c", scripts.wait_for_port("127.0.0.1", port, 0)], capture_output=True, text=True
+            ["bash", "-c", scripts.wait_for_port("127.0.0.1", port, 0)],
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"sidekiq-fleet: 127.0.0.1:{port} accepts connections\n"
@@ -571,7 +574,7 @@ def test_wait_for_port_tries_every_2_s_until_its_deadline(host: FakeHost) -> Non
 def test_wait_for_port_gives_up_with_the_address() -> None:
     # Nothing listens on port 9 of loopback; a timeout of 0 gives up at once.
     result = subprocess.run(
-        ["bash", "-c", scripts.wait_for_port("127.0.0.1", 9, 0)], capture_output=True, text=True
+        ["bash", "-c", scripts.wait_for_port("127.0.0.1", 9, 0)], capture_output=True, text=True, timeout=10
     )
     assert result.returncode == 1
     assert result.stderr == "sidekiq-fleet: 127.0.0.1:9 did not accept connections within 0 s\n"
