@@ -9,6 +9,7 @@ out, not computed by the code under test.
 
 from __future__ import annotations
 
+import os
 import shlex
 import socket
 import subprocess
@@ -561,14 +562,21 @@ def test_wait_for_port_returns_once_the_port_accepts() -> None:
     assert result.stdout == f"sidekiq-fleet: 127.0.0.1:{port} accepts connections\n"
 
 
-def test_wait_for_port_tries_every_2_s_until_its_deadline(host: FakeHost) -> None:
-    # One real second per pause, so that bash's SECONDS reaches the 1 s deadline after one;
-    # a second pause means the deadline was missed: end the loop.
-    host.on("sleep", "*", "/bin/sleep 1", 'kill "$PPID"')
-    run = host.run(scripts.wait_for_port("127.0.0.1", 9, 1))
-    assert run.returncode == 1
-    assert run.calls == ["sleep 2"]
-    assert run.stderr == "sidekiq-fleet: 127.0.0.1:9 did not accept connections within 1 s\n"
+def test_wait_for_port_tries_every_2_s_until_its_deadline() -> None:
+    # `sleep` as an exported shell function that moves bash's clock instead of waiting;
+    # past 10 pauses the loop is not ending: stop it.
+    fake_sleep = '() { ((++pauses <= 10)) || exit 99; echo "sleep $*" >&2; SECONDS=$((SECONDS + $1)); }'
+    result = subprocess.run(
+        ["bash", "-c", scripts.wait_for_port("127.0.0.1", 9, 5)],
+        env={**os.environ, "BASH_FUNC_sleep%%": fake_sleep},
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert result.returncode == 1
+    assert result.stderr == (
+        "sleep 2\nsleep 2\nsleep 2\nsidekiq-fleet: 127.0.0.1:9 did not accept connections within 5 s\n"
+    )
 
 
 def test_wait_for_port_gives_up_with_the_address() -> None:
