@@ -91,9 +91,14 @@ def wait_for_port(address: str, port: int, timeout: int) -> str:
     )
 
 
-def prepare_host(ssh_user: str, host: str) -> str:
-    """Wait for cloud-init, check sudo, and create the private staging directory."""
-    staging = q(STAGING_DIR)
+def prepare_host(stage: Stage, host: str) -> str:
+    """Wait for cloud-init, check sudo, and create the private staging directories.
+
+    The unit's own directory is made here, 0700: pulumi-command's CopyToRemote would create it
+    0755 and write the staged files, the env file among them, 0644.
+    """
+    ssh_user = stage.ssh_user
+    staging = f"{q(STAGING_DIR)} {q(staging_dir(stage))}"
     user = q(ssh_user)
     return "\n".join(
         [

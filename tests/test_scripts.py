@@ -36,7 +36,7 @@ def all_scripts(stage: Stage, host: str, version: str) -> dict[str, str]:
     files = render_files(stage)
     return {
         "wait_for_port": scripts.wait_for_port(host, 22, 5),
-        "prepare_host": scripts.prepare_host(stage.ssh_user, host),
+        "prepare_host": scripts.prepare_host(stage, host),
         "install": scripts.install(stage, files, host),
         "restart": scripts.restart(stage, host, version),
         "uninstall": scripts.uninstall(stage, files, host),
