@@ -126,7 +126,8 @@ def test_a_stopped_sidekiq_is_killed_by_the_watchdog_and_restarted(hosts: localh
     sh(host, f"kill -STOP {pid}")
     seconds = restarted(host, pid, 40)
     print(f"SIGSTOP: active with a new MainPID after {seconds:.1f} s")
-    assert seconds >= 9, "only the watchdog (WatchdogSec=10) can have noticed"
+    # The watchdog fires 5 to 10 s after the last ping; a crash would be back in about 2 s.
+    assert seconds > 4, "only the watchdog (WatchdogSec=10) can have noticed"
     assert "Watchdog timeout" in sh(host, f"journalctl -u {UNIT} -o cat --no-pager")
     assert runs_jobs(host, "after-sigstop")["pid"] == main_pid(host)
 
@@ -150,11 +151,12 @@ def test_redis_down_at_a_restart_fails_the_deploy_by_name_and_loses_no_job(
     assert "Sidekiq cannot reach Redis (Redis::CannotConnectError" in run.output
     assert main_pid(other) == other_pid, "the rollout stopped at the failed host"
 
-    # Past systemd's default start limit (5 starts in 10 s): the unit keeps trying.
-    time.sleep(15)
-    state = sh(down, f"systemctl show -p ActiveState,NRestarts {UNIT}")
-    assert "ActiveState=failed" not in state, state
-    assert int(re.search(r"NRestarts=(\d+)", state).group(1)) >= 5, state
+    # Past systemd's default start limit (5 starts in 10 s), the unit keeps trying.
+    def restarts() -> int:
+        return int(sh(down, f"systemctl show -p NRestarts --value {UNIT}"))
+
+    wait_until(lambda: restarts() >= 6, 60, "six restarts without Redis")
+    assert sh(down, f"systemctl show -p ActiveState --value {UNIT}").strip() != "failed"
 
     sh(down, "systemctl start redis-server")
     started = time.monotonic()
