@@ -192,10 +192,12 @@ def main() -> int:
     )
     if args.scope == "system":
         path = f"/run/systemd/system/{PROBE}.service"
-        install = f"cat > {path}"
+        install = f"cat > {shlex.quote(path)}"
     else:
-        path = f"/home/{args.user}/.config/systemd/user/{PROBE}.service"
-        install = f"{as_user} mkdir -p {Path(path).parent} && {as_user} tee {path} >/dev/null"
+        home = root(f"getent passwd {shlex.quote(args.user)} | cut -d: -f6").strip()
+        path = f"{home}/.config/systemd/user/{PROBE}.service"
+        folder = shlex.quote(str(Path(path).parent))
+        install = f"{as_user} mkdir -p {folder} && {as_user} tee {shlex.quote(path)} >/dev/null"
 
     def results(text: str) -> dict[str, str]:
         return dict(line.split("|", 1) for line in text.splitlines() if "|" in line)
@@ -223,7 +225,8 @@ def main() -> int:
         time.sleep(2)
         ipc_outcome(after)
     finally:
-        root(f"rm -rf {path} {' '.join(MARKERS)} {Path(SCRIPT).parent} && {systemctl} daemon-reload")
+        leftovers = " ".join([shlex.quote(path), *MARKERS, str(Path(SCRIPT).parent)])
+        root(f"rm -rf {leftovers} && {systemctl} daemon-reload")
         if args.stop_unit:
             root(f"{systemctl} start {shlex.quote(args.unit)}")
 

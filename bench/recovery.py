@@ -94,7 +94,7 @@ def install(host: localhosts.Host, hardening: str) -> None:
     for file in render_files(stage):
         if file.role != "sudoers":
             quoted = shlex.quote(file.path)
-            command = f"mkdir -p $(dirname {quoted}) && cat > {quoted} && chmod {file.mode} {quoted}"
+            command = f'mkdir -p "$(dirname {quoted})" && cat > {quoted} && chmod {file.mode} {quoted}'
             host.exec(command, input=file.content, check=True)
     host.exec(f"systemctl daemon-reload && systemctl restart {UNIT}", check=True)
 
