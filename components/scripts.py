@@ -146,15 +146,14 @@ def install(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
         "trap cleanup EXIT",
         f'getent passwd {q(sidekiq.user)} >/dev/null || die "user {sidekiq.user} does not exist"',
     ]
-    if sidekiq.hardening == "strict":
-        # A missing ReadWritePaths= entry stops the unit from starting: refuse before anything changes.
-        for index, path in enumerate(sidekiq.writable_paths or []):
-            problem = (
-                f"sidekiq-fleet:sidekiq.writablePaths[{index}]: {path} does not exist on this host; "
-                "expected an existing path, as systemd refuses to start a unit with a missing one; "
-                "nothing installed"
-            )
-            body.append(f"[ -e {q(path)} ] || die {q(problem)}")
+    # A missing ReadWritePaths= entry stops the unit from starting: refuse before anything changes.
+    for index, path in enumerate(sidekiq.writable_paths or []):
+        problem = (
+            f"sidekiq-fleet:sidekiq.writablePaths[{index}]: {path} does not exist on this host; "
+            "expected an existing path, as systemd refuses to start a unit with a missing one; "
+            "nothing installed"
+        )
+        body.append(f"[ -e {q(path)} ] || die {q(problem)}")
     names = [file.path.rsplit("/", 1)[1] for file in files]
     copies = [f'"$work"/{q(name)}' for name in names]
     unit_copy = None
