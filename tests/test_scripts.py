@@ -87,7 +87,7 @@ def fakes(tmp_path: Path) -> Path:
             "  show) echo 4242 ;;\n"
             "esac"
         ),
-        "journalctl": 'printf "journalctl %s\\n" "$*" >> "$CALLS"; echo "fake journal line"',
+        "journalctl": 'printf "journalctl %s\\n" "$*" >> "$CALLS"; echo "${FAKE_JOURNAL:-fake journal line}"',
         "ps": 'echo "sidekiq 6.4.1 current [0 of 5 busy] stopping"',
         "sleep": ":",
     }
@@ -180,3 +180,61 @@ def test_wait_for_port_gives_up_with_the_address(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "127.0.0.1:9 did not accept connections within 0 s" in result.stderr
+
+
+REDIS_DOWN = (
+    "sidekiq[812]: WARN: Redis::CannotConnectError: Error connecting to Redis on 127.0.0.1:6379 "
+    "(Errno::ECONNREFUSED)"
+)
+
+
+@pytest.mark.parametrize(
+    ("hardening", "retry"),
+    [
+        ("strict", "systemd starts it again every 1 s, and it runs once Redis is back"),
+        ("off", "with hardening: off systemd gives up after 5 starts in 10 s; start it once Redis is back"),
+    ],
+)
+def test_a_restart_that_fails_on_redis_names_redis(fakes: Path, existing_values, hardening, retry) -> None:
+    existing_values["sidekiq"] = {"hardening": hardening}
+    text = scripts.restart(stage_from(existing_values), "web1", "v2")
+    result = run_with_fakes(fakes, text, FAKE_INACTIVE="1", FAKE_JOURNAL=REDIS_DOWN)
+    assert result.returncode == 1
+    assert (
+        "sidekiq.service on host web1: FAILED: not active after the restart: Sidekiq cannot reach Redis "
+        "(Redis::CannotConnectError: Error connecting to Redis on 127.0.0.1:6379 (Errno::ECONNREFUSED)); "
+        + retry
+    ) in result.stderr
+    # Only what the journal said since this restart began counts as the cause.
+    assert any(
+        c.startswith("journalctl -u sidekiq.service -n 40 --no-pager -o short-iso --since @")
+        for c in calls(fakes)
+    )
+
+
+def test_a_restart_that_fails_otherwise_does_not_blame_redis(fakes: Path, staging: Stage) -> None:
+    result = run_with_fakes(fakes, scripts.restart(staging, "web1", "v2"), FAKE_INACTIVE="1")
+    assert result.returncode == 1 and "Redis" not in result.stderr
+
+
+def test_install_refuses_a_configured_writable_path_missing_on_the_host(
+    fakes: Path, existing_values, tmp_path: Path
+) -> None:
+    present = tmp_path / "uploads"
+    present.mkdir()
+    existing_values["sidekiq"] = {"user": "root", "writablePaths": [str(present), "/nonexistent/sfh-shared"]}
+    stage = stage_from(existing_values)
+    result = run_with_fakes(fakes, scripts.install(stage, render_files(stage), "web1"))
+    assert result.returncode == 1
+    assert (
+        "FAILED: sidekiq-fleet:sidekiq.writablePaths[1]: /nonexistent/sfh-shared does not exist "
+        "on this host; "
+        "expected an existing path"
+    ) in result.stderr
+    assert "writablePaths[0]" not in result.stderr
+
+
+def test_install_does_not_require_the_default_writable_paths(staging: Stage) -> None:
+    """The defaults are rendered with "-", so an app without log/ still starts."""
+    text = scripts.install(staging, render_files(staging), "web1")
+    assert "writablePaths" not in text
