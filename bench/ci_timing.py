@@ -3,8 +3,8 @@
     python bench/ci_timing.py [--keep]
 
 Clones this repository's HEAD into a temporary directory, puts a copy of ../shared beside it
-as CI does, and runs `bash .ci/run` with CI=true, first with an empty cache root and pip
-cache (cold: Go build, debootstrap, pip downloads), then again in a fresh clone with the
+as CI does, and runs `bash .ci/run` with CI=true, first with an empty cache root, pip cache and Pulumi
+plugin cache (cold: Go builds, debootstrap, pip downloads), then again in a fresh clone with the
 same caches (warm). Debian packages installed by an earlier run are not removed, so "cold"
 is a fresh machine minus `apt-get install` (about a minute). Prints a table.
 """
@@ -23,15 +23,17 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 BUDGET_MINUTES = {"cold": 40, "warm": 10}
 
 
-def run_ci(workdir: Path, cache_root: Path, pip_cache: Path, label: str) -> tuple[float, int]:
+def run_ci(workdir: Path, label: str) -> tuple[float, int]:
     clone = workdir / f"clone-{label}" / "project"
     subprocess.run(["git", "clone", "-q", str(PROJECT_DIR), str(clone)], check=True)
     shutil.copytree(PROJECT_DIR.parent / "shared", clone.parent / "shared", dirs_exist_ok=True)
     env = {
         **os.environ,
         "CI": "true",
-        "SIDEKIQ_FLEET_CACHE": str(cache_root),
-        "PIP_CACHE_DIR": str(pip_cache),
+        "SIDEKIQ_FLEET_CACHE": str(workdir / "cache"),
+        "PIP_CACHE_DIR": str(workdir / "pip-cache"),
+        # The plugin cache too, or "cold" would find the command provider registered already.
+        "PULUMI_HOME": str(workdir / "pulumi-home"),
     }
     log = workdir / f"{label}.log"
     started = time.monotonic()
@@ -51,8 +53,7 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the clones, logs and caches")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="sidekiq-fleet-ci-timing-", dir="/var/tmp"))
-    cache_root, pip_cache = workdir / "cache", workdir / "pip-cache"
-    results = {label: run_ci(workdir, cache_root, pip_cache, label) for label in ("cold", "warm")}
+    results = {label: run_ci(workdir, label) for label in ("cold", "warm")}
     cold = results["cold"][0]
     print()
     print("| run  | exit | seconds | minutes | budget   | share of cold |")

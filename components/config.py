@@ -260,6 +260,21 @@ def _check_private_key(value: str) -> None:
         raise ValueError("not a PEM/OpenSSH private key")
 
 
+def _normal_path(path: str) -> str:
+    if posixpath.normpath(path) != path or path == "/" or path.startswith("//"):
+        raise ValueError("must be a normalized absolute path without .., // or a trailing /")
+    return path
+
+
+def _writable_path(path: str) -> str:
+    if path == "/":
+        raise ValueError("/ would make the whole file system writable again")
+    return _normal_path(path)
+
+
+WritablePath = Annotated[str, Field(pattern=SAFE_PATH), AfterValidator(_writable_path)]
+
+
 class Sidekiq(_Model):
     user: str = Field("deploy", pattern=POSIX_NAME, description="a POSIX user name such as deploy")
     group: str | None = Field(None, pattern=POSIX_NAME, description="a POSIX group name")
@@ -294,6 +309,11 @@ class Sidekiq(_Model):
         pattern=r"^[A-Za-z0-9._/-]+\.j2$",
         description="a jinja2 template path relative to the project, ending in .j2",
     )
+    hardening: Literal["strict", "off"] = Field("strict", description="strict or off")
+    writable_paths: list[WritablePath] | None = Field(
+        None,
+        description="absolute, normalized paths such as /var/www/<app>/<stage>/shared",
+    )
 
     @field_validator("command", mode="after")
     @classmethod
@@ -310,10 +330,8 @@ class Sidekiq(_Model):
 
     @field_validator("app_dir", mode="after")
     @classmethod
-    def _normal_path(cls, path: str | None) -> str | None:
-        if path is not None and (posixpath.normpath(path) != path or path == "/" or path.startswith("//")):
-            raise ValueError("must be a normalized absolute path without .., // or a trailing /")
-        return path
+    def _normal_app_dir(cls, path: str | None) -> str | None:
+        return None if path is None else _normal_path(path)
 
     @model_validator(mode="after")
     def _stop_timeout(self) -> Sidekiq:
@@ -326,6 +344,11 @@ class Sidekiq(_Model):
         if self.watchdog_sec == 1:
             raise ValueError(
                 "watchdogSec: 1 is too short, Sidekiq pings at half of it; expected 0 (off) or 2+"
+            )
+        if self.hardening == "off" and self.writable_paths is not None:
+            raise ValueError(
+                "writablePaths: has no effect with hardening: off, where Sidekiq may write anywhere "
+                "its user may; expected hardening: strict, or no writablePaths"
             )
         return self
 
@@ -419,6 +442,15 @@ class Stage(BaseModel):
     @property
     def timeout_stop_sec(self) -> int:
         return self.config.sidekiq.timeout_stop_sec or self.config.sidekiq.timeout + 5
+
+    @property
+    def default_writable_paths(self) -> list[str]:
+        """The release's tmp/ and log/, and Capistrano's shared/ beside `current`."""
+        app_dir = self.app_dir
+        paths = [f"{app_dir}/tmp", f"{app_dir}/log"]
+        if posixpath.basename(app_dir) == "current":
+            paths.append(posixpath.join(posixpath.dirname(app_dir), "shared"))
+        return paths
 
 
 STAGE_NAME = r"^[A-Za-z0-9_.-]{1,64}$"

@@ -104,6 +104,15 @@ def sudoers_path(stage: Stage) -> str:
     return f"{SUDOERS_DIR}/sidekiq-fleet-{stage.config.sidekiq.unit_name}"
 
 
+def read_write_paths(stage: Stage) -> list[str]:
+    """ReadWritePaths= entries. A default path may be missing on the host (an app without log/):
+    "-" makes systemd skip it. Configured paths are checked on the host before install instead."""
+    configured = stage.config.sidekiq.writable_paths
+    if configured is not None:
+        return list(configured)
+    return [f"-{path}" for path in stage.default_writable_paths]
+
+
 def render_unit(stage: Stage, project_dir: Path | None = None) -> str:
     sidekiq = stage.config.sidekiq
     if stage.config.env:
@@ -136,6 +145,8 @@ def render_unit(stage: Stage, project_dir: Path | None = None) -> str:
             timeout=sidekiq.timeout,
             timeout_stop_sec=stage.timeout_stop_sec,
             wanted_by="multi-user.target" if sidekiq.scope == "system" else "default.target",
+            hardening=sidekiq.hardening,
+            read_write_paths=read_write_paths(stage),
         )
     )
 

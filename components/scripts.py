@@ -41,19 +41,26 @@ def _helpers(stage: Stage, host: str) -> str:
             'sctl() { runuser -u "$run_as" -- env XDG_RUNTIME_DIR="/run/user/$uid" systemctl --user "$@"; }',
             # `journalctl --user-unit` as root finds nothing here; match the fields instead.
             f'journal_tail() {{ journalctl _SYSTEMD_USER_UNIT="$unit" _UID="$uid" -n {JOURNAL_LINES} '
-            "--no-pager -o short-iso 2>&1 || true; }",
+            '--no-pager -o short-iso "$@" 2>&1 || true; }',
         ]
     else:
         lines += [
             'sctl() { systemctl "$@"; }',
             f'journal_tail() {{ journalctl -u "$unit" -n {JOURNAL_LINES} '
-            "--no-pager -o short-iso 2>&1 || true; }",
+            '--no-pager -o short-iso "$@" 2>&1 || true; }',
         ]
+    # The unit has no start limit (StartLimitIntervalSec=0), so systemd never gives up.
+    retry = f"systemd starts it again every {sidekiq.restart_sec} s, and it runs once Redis is back"
     lines += [
         'die() { say "FAILED: $*" >&2; exit 1; }',
+        "started=$(date +%s)",
         "fail() {",
         f'  echo "last {JOURNAL_LINES} journal lines of $unit on host $host:" >&2',
         "  journal_tail | sed 's/^/    /' >&2",
+        "  # Name the usual cause instead of leaving it in the journal lines.",
+        "  local redis",
+        "  redis=$(journal_tail --since \"@$started\" | grep -E -o -m1 'Redis::[A-Za-z]+Error: .*' || true)",
+        f'  [ -z "$redis" ] || die "$*: Sidekiq cannot reach Redis ($redis); {retry}"',
         '  die "$@"',
         "}",
     ]
@@ -82,9 +89,14 @@ def wait_for_port(address: str, port: int, timeout: int) -> str:
     )
 
 
-def prepare_host(ssh_user: str, host: str) -> str:
-    """Wait for cloud-init, check sudo, and create the private staging directory."""
-    staging = q(STAGING_DIR)
+def prepare_host(stage: Stage, host: str) -> str:
+    """Wait for cloud-init, check sudo, and create the private staging directories.
+
+    The unit's own directory is made here, 0700: pulumi-command's CopyToRemote would create it
+    0755 and write the staged files, the env file among them, 0644.
+    """
+    ssh_user = stage.ssh_user
+    staging = f"{q(STAGING_DIR)} {q(staging_dir(stage))}"
     user = q(ssh_user)
     return "\n".join(
         [
@@ -132,6 +144,14 @@ def install(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
         "trap cleanup EXIT",  # pragma: no mutate - bash reads signal names in any case
         f'getent passwd {q(sidekiq.user)} >/dev/null || die "user {sidekiq.user} does not exist"',
     ]
+    # A missing ReadWritePaths= entry stops the unit from starting: refuse before anything changes.
+    for index, path in enumerate(sidekiq.writable_paths or []):
+        problem = (
+            f"sidekiq-fleet:sidekiq.writablePaths[{index}]: {path} does not exist on this host; "
+            "expected an existing path, as systemd refuses to start a unit with a missing one; "
+            "nothing installed"
+        )
+        body.append(f"[ -e {q(path)} ] || die {q(problem)}")
     names = [file.path.rsplit("/", 1)[1] for file in files]
     copies = [f'"$work"/{q(name)}' for name in names]
     unit_copy = None  # pragma: no mutate - render_files always has a unit, so "" is the same

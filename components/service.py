@@ -68,7 +68,7 @@ class SidekiqService(pulumi.ComponentResource):
         prepare = remote.Command(
             f"{name}-prepare",
             connection=connection,
-            create=scripts.prepare_host(stage.ssh_user, host.name),
+            create=scripts.prepare_host(stage, host.name),
             logging=logged,
             opts=child(depends_on=[port_open]),
         )

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 OVERLAID = ("/etc", "/var/lib", "/home")
+# What the date fake answers to date +%s.
+EPOCH = 1764300000
 # The run-as user and the login user, for getent, id, install -o and runuser.
 DEPLOY_UID = 4711
 ADMIN_UID = 4712
@@ -109,6 +111,7 @@ class FakeHost:
         ("systemctl", "show -p MainPID --value *"): ("echo 4242",),
         ("ps", "*"): (title(0),),
         ("journalctl", "*"): ("echo 'fake journal line'",),
+        ("date", "+%s"): (f"echo {EPOCH}",),
         # A fixed name, so that tests can spell out the calls that use it.
         ("mktemp", "-d /run/*.XXXXXX"): ('mkdir "${2%.*}.test" && echo "${2%.*}.test"',),
     }
@@ -116,7 +119,7 @@ class FakeHost:
     SPIED = ("install", "mv", "rm", "rmdir", "mkdir", "mktemp", "cmp", "getent", "id")
     # Logged and answered by rules only.
     FAKED = ("sudo", "systemctl", "journalctl", "ps", "visudo", "systemd-analyze", "sleep")
-    FAKED += ("runuser", "loginctl", "cloud-init")
+    FAKED += ("runuser", "loginctl", "cloud-init", "date")
 
     def __init__(self, root: Path) -> None:
         self.root = root

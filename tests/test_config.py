@@ -183,6 +183,34 @@ def test_derived_values_follow_overrides():
     assert explicit.timeout_stop_sec == 90
 
 
+def test_hardening_is_strict_by_default_and_writable_paths_follow_app_dir():
+    stage = parse_stage("staging", EC2_BASE)
+    assert stage.config.sidekiq.hardening == "strict"
+    assert stage.config.sidekiq.writable_paths is None
+    assert stage.default_writable_paths == [
+        "/var/www/example/staging/current/tmp",
+        "/var/www/example/staging/current/log",
+        "/var/www/example/staging/shared",
+    ]
+    # Without Capistrano's `current` there is no shared/ to guess.
+    plain = parse_stage("staging", with_change(EC2_BASE, "sidekiq.appDir", "/srv/app"))
+    assert plain.default_writable_paths == ["/srv/app/tmp", "/srv/app/log"]
+    top = parse_stage("staging", with_change(EC2_BASE, "sidekiq.appDir", "/current"))
+    assert top.default_writable_paths == ["/current/tmp", "/current/log", "/shared"]
+
+
+def test_writable_paths_are_kept_as_given():
+    values = with_change(EC2_BASE, "sidekiq.writablePaths", ["/srv/uploads", "/var/www/example/shared"])
+    stage = parse_stage("staging", values)
+    assert stage.config.sidekiq.writable_paths == ["/srv/uploads", "/var/www/example/shared"]
+    assert (
+        parse_stage(
+            "staging", with_change(EC2_BASE, "sidekiq.writablePaths", [])
+        ).config.sidekiq.writable_paths
+        == []
+    )
+
+
 @pytest.mark.parametrize(
     ("ami", "ssh_user", "expected"),
     [
@@ -386,6 +414,63 @@ BAD_INPUTS = [
         "sidekiq.appDir",
         "must be a normalized absolute path without ..",
         id="appDir-dotdot",
+    ),
+    pytest.param(
+        "ec2",
+        {"sidekiq.hardening": "on"},
+        "sidekiq.hardening",
+        "Input should be 'strict' or 'off'; expected strict or off",
+        id="hardening-unknown",
+    ),
+    pytest.param(
+        "ec2",
+        {"sidekiq.writablePaths": "/var/www/example/shared"},
+        "sidekiq.writablePaths",
+        "expected absolute, normalized paths such as /var/www/<app>/<stage>/shared",
+        id="writablePaths-not-a-list",
+    ),
+    pytest.param(
+        "ec2",
+        {"sidekiq.writablePaths": ["/srv/a", "srv/b"]},
+        "sidekiq.writablePaths[1]",
+        "expected absolute, normalized paths such as /var/www/<app>/<stage>/shared",
+        id="writablePaths-relative",
+    ),
+    pytest.param(
+        "ec2",
+        {"sidekiq.writablePaths": ["/srv/a/../../etc"]},
+        "sidekiq.writablePaths[0]",
+        "must be a normalized absolute path without .., // or a trailing /; expected absolute",
+        id="writablePaths-dotdot",
+    ),
+    pytest.param(
+        "ec2",
+        {"sidekiq.writablePaths": ["/srv/a", "/srv/b", "/srv/shared/"]},
+        "sidekiq.writablePaths[2]",
+        "must be a normalized absolute path without .., // or a trailing /",
+        id="writablePaths-trailing-slash",
+    ),
+    pytest.param(
+        "ec2",
+        {"sidekiq.writablePaths": ["/"]},
+        "sidekiq.writablePaths[0]",
+        "/ would make the whole file system writable again; expected absolute",
+        id="writablePaths-root",
+    ),
+    pytest.param(
+        "ec2",
+        {"sidekiq.writablePaths": ["/srv/with space"]},
+        "sidekiq.writablePaths[0]",
+        "String should match pattern",
+        id="writablePaths-space",
+    ),
+    pytest.param(
+        "ec2",
+        {"sidekiq.hardening": "off", "sidekiq.writablePaths": ["/srv/a"]},
+        "sidekiq.writablePaths",
+        "has no effect with hardening: off, where Sidekiq may write anywhere its user may; "
+        "expected hardening: strict, or no writablePaths",
+        id="writablePaths-with-hardening-off",
     ),
     pytest.param(
         "ec2",

@@ -62,24 +62,6 @@ def test_unit_has_every_seed_directive_with_the_seed_values(staging: Stage) -> N
     assert found[("Service", "ExecStart")] == [seed_exec + " -t 25'"]
 
 
-def test_unit_has_exactly_the_seed_directives_plus_ours(staging: Stage) -> None:
-    """Nothing more, nothing less: an extra User=root or a dropped Restart= fails here."""
-    ours = {
-        ("Service", "NotifyAccess"): "all",
-        ("Service", "User"): "deploy",
-        ("Service", "Group"): "deploy",
-        ("Service", "TimeoutStopSec"): "30",
-        ("Service", "SyslogIdentifier"): "sidekiq",
-        ("Service", "ExecStart"): (
-            "/bin/bash -lc 'exec /home/deploy/.rbenv/shims/bundle exec sidekiq "
-            "-e staging -C config/sidekiq.yml -t 25'"
-        ),
-    }
-    assert directives(render_unit(staging)) == {
-        key: [value] for key, value in {**SEED_STAGING, **ours}.items()
-    }
-
-
 def test_stop_timeout_follows_the_sidekiq_timeout(existing_values) -> None:
     existing_values["sidekiq"] = {"timeout": 60}
     found = directives(render_unit(stage_from(existing_values)))
@@ -384,3 +366,134 @@ def test_the_projects_template_wins_over_a_built_in_one_of_the_same_name(
     assert (
         render_unit(stage_from(existing_values), project_dir=tmp_path) == "[Service]\nExecStart=/bin/true\n"
     )
+
+
+# --- hardening ----------------------------------------------------------------------------------
+
+# The unit as it was before sidekiq.hardening existed, for the seed's staging setup.
+# ExecStart is one line; the backslash-newline in this literal only keeps it readable.
+UNIT_WITHOUT_SANDBOX = """\
+# Managed by sidekiq-fleet (pulumi up); local edits are overwritten.
+# Sidekiq staging worker for example; see Sidekiq's examples/systemd/sidekiq.service.
+[Unit]
+Description=sidekiq
+After=syslog.target network.target
+# Retry for as long as Redis is down at start instead of giving up after 5 starts in 10 s.
+StartLimitIntervalSec=0
+
+[Service]
+Type=notify
+# Let sidekiqswarm children notify too, as upstream does.
+NotifyAccess=all
+WatchdogSec=10
+WorkingDirectory=/var/www/example/staging/current
+User=deploy
+Group=deploy
+ExecStart=/bin/bash -lc 'exec /home/deploy/.rbenv/shims/bundle exec sidekiq -e staging -C config/sidekiq.yml \
+-t 25'
+# `systemctl reload` quiets Sidekiq, as capistrano-sidekiq's quiet step expects.
+ExecReload=/bin/kill -TSTP $MAINPID
+Environment=MALLOC_ARENA_MAX=2
+# Sidekiq needs its -t timeout (25 s) plus 5 s to push unfinished jobs back to Redis.
+TimeoutStopSec=30
+SyslogIdentifier=sidekiq
+RestartSec=1
+Restart=always
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+# Every sandbox directive of `strict` in system scope, as measured on a host (README, "What the unit may do").
+STRICT_SYSTEM = {
+    "NoNewPrivileges": ["yes"],
+    "CapabilityBoundingSet": [""],
+    "PrivateUsers": ["yes"],
+    "PrivateTmp": ["yes"],
+    "PrivateDevices": ["yes"],
+    "ProtectSystem": ["strict"],
+    "ReadWritePaths": [
+        "-/var/www/example/staging/current/tmp -/var/www/example/staging/current/log "
+        "-/var/www/example/staging/shared"
+    ],
+    "ProtectHome": ["read-only"],
+    "ProtectKernelTunables": ["yes"],
+    "ProtectKernelModules": ["yes"],
+    "ProtectKernelLogs": ["yes"],
+    "ProtectControlGroups": ["yes"],
+    "ProtectClock": ["yes"],
+    "ProtectHostname": ["yes"],
+    "ProtectProc": ["invisible"],
+    "RestrictNamespaces": ["yes"],
+    "RestrictRealtime": ["yes"],
+    "RestrictSUIDSGID": ["yes"],
+    "LockPersonality": ["yes"],
+    "RemoveIPC": ["yes"],
+    "UMask": ["0027"],
+    "SystemCallArchitectures": ["native"],
+    "SystemCallFilter": ["@system-service", "~@privileged @resources"],
+    "SystemCallErrorNumber": ["EPERM"],
+    "RestrictAddressFamilies": ["AF_INET AF_INET6 AF_UNIX"],
+}
+# What a user manager cannot apply (measured: the first stops the unit, the others do nothing).
+SYSTEM_ONLY = {"ProtectKernelLogs", "ProtectProc", "RemoveIPC"}
+
+
+def test_hardening_off_renders_the_unit_without_a_sandbox_byte_for_byte(existing_values) -> None:
+    existing_values["sidekiq"] = {
+        "command": "/home/deploy/.rbenv/shims/bundle exec sidekiq",
+        "hardening": "off",
+    }
+    assert render_unit(stage_from(existing_values)) == UNIT_WITHOUT_SANDBOX
+
+
+def test_strict_is_the_default_and_adds_every_sandbox_directive(staging: Stage) -> None:
+    unit = render_unit(staging)
+    found = directives(unit)
+    for key, values in STRICT_SYSTEM.items():
+        assert found.get(("Service", key)) == values, key
+    # Nothing of the unit without a sandbox is lost, the start limit among it.
+    before = directives(UNIT_WITHOUT_SANDBOX)
+    assert {key: found[key] for key in before} == before
+
+
+def test_the_default_unit_has_exactly_these_directives(staging: Stage) -> None:
+    """Nothing more, nothing less: an extra User=root or a dropped Restart= fails here."""
+    sandbox = {("Service", key): values for key, values in STRICT_SYSTEM.items()}
+    assert directives(render_unit(staging)) == {**directives(UNIT_WITHOUT_SANDBOX), **sandbox}
+
+
+def test_each_sandbox_directive_has_a_comment_saying_what_it_blocks(staging: Stage) -> None:
+    lines = render_unit(staging).splitlines()
+    pairs = zip(lines, lines[1:], strict=False)
+    commented = [line.partition("=")[0] for prev, line in pairs if prev.startswith("# ")]
+    for key in STRICT_SYSTEM:
+        assert key in commented, key
+
+
+def test_user_scope_leaves_out_what_a_user_manager_cannot_apply(existing_values) -> None:
+    existing_values["sidekiq"] = {"scope": "user"}
+    unit = render_unit(stage_from(existing_values))
+    found = directives(unit)
+    for key, values in STRICT_SYSTEM.items():
+        assert found.get(("Service", key)) == (None if key in SYSTEM_ONLY else values), key
+    assert "ProtectKernelLogs=, ProtectProc= and RemoveIPC= are left out" in unit
+
+
+def test_configured_writable_paths_replace_the_defaults_and_must_exist(existing_values) -> None:
+    existing_values["sidekiq"] = {"writablePaths": ["/srv/uploads", "/var/www/example/staging/shared"]}
+    found = directives(render_unit(stage_from(existing_values)))
+    assert found[("Service", "ReadWritePaths")] == ["/srv/uploads /var/www/example/staging/shared"]
+
+
+def test_defaults_without_capistrano_layout_have_no_shared(existing_values) -> None:
+    existing_values["sidekiq"] = {"appDir": "/srv/app"}
+    found = directives(render_unit(stage_from(existing_values)))
+    assert found[("Service", "ReadWritePaths")] == ["-/srv/app/tmp -/srv/app/log"]
+
+
+@pytest.mark.parametrize("scope", ["system", "user"])
+def test_strict_unit_passes_systemd_analyze_verify(existing_values, tmp_path: Path, scope: str) -> None:
+    existing_values["sidekiq"] = {"scope": scope, "writablePaths": ["/srv/uploads"]}
+    result = _verify(tmp_path, render_unit(stage_from(existing_values)))
+    assert result.returncode == 0 and result.stderr == "", result.stderr

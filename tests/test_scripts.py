@@ -21,7 +21,7 @@ from components import scripts
 from components.config import Stage
 from components.render import render_files
 from tests.conftest import stage_from
-from tests.fakehost import ADMIN_UID, DEPLOY_UID, FakeHost, Run, title
+from tests.fakehost import ADMIN_UID, DEPLOY_UID, EPOCH, FakeHost, Run, title
 
 HOSTILE = [
     "two words",
@@ -52,7 +52,7 @@ def all_scripts(stage: Stage, host: str, version: str) -> dict[str, str]:
     files = render_files(stage)
     return {
         "wait_for_port": scripts.wait_for_port(host, 22, 5),
-        "prepare_host": scripts.prepare_host(stage.ssh_user, host),
+        "prepare_host": scripts.prepare_host(stage, host),
         "install": scripts.install(stage, files, host),
         "restart": scripts.restart(stage, host, version),
         "uninstall": scripts.uninstall(stage, files, host),
@@ -275,6 +275,30 @@ def test_install_removes_an_env_file_no_longer_configured(host: FakeHost, stagin
     assert run.stdout == f"{SAY}removed {ENV}, no longer configured\n"
 
 
+def test_install_refuses_a_configured_writable_path_missing_on_the_host(
+    host: FakeHost, existing_values
+) -> None:
+    existing_values["sidekiq"] = {"writablePaths": ["/var/lib/example/uploads", "/nonexistent/sfh-shared"]}
+    stage = stage_from(existing_values)
+    staged(host, stage)
+    host.seed("/var/lib/example/uploads/.keep", "")
+    run = host.run(scripts.install(stage, render_files(stage), "web1"))
+    assert_nothing_installed(host, run, {})
+    assert run.stderr == (
+        f"{SAY}FAILED: sidekiq-fleet:sidekiq.writablePaths[1]: /nonexistent/sfh-shared does not exist on "
+        "this host; expected an existing path, as systemd refuses to start a unit with a missing one; "
+        "nothing installed\n"
+    )
+
+
+def test_install_does_not_require_the_default_writable_paths(host: FakeHost, with_env: Stage) -> None:
+    """The defaults are rendered with "-", so an app without log/ still starts."""
+    staged(host, with_env)
+    run = host.run(scripts.install(with_env, render_files(with_env), "web1"))
+    assert run.returncode == 0, run.stderr
+    assert host.changes() == {UNIT, SUDOERS, ENV}
+
+
 def test_user_scope_install_writes_into_the_users_home_and_lingers(host: FakeHost, existing_values) -> None:
     existing_values["sidekiq"] = {"scope": "user"}
     existing_values["env"] = {"A": "b"}
@@ -376,7 +400,11 @@ def test_first_deploy_starts_instead_of_quieting(host: FakeHost, staging: Stage)
 
 
 JOURNAL = "last 40 journal lines of sidekiq.service on host web1:\n    fake journal line\n"
-JOURNAL_CALL = "journalctl -u sidekiq.service -n 40 --no-pager -o short-iso"
+JOURNAL_CALLS = [
+    "journalctl -u sidekiq.service -n 40 --no-pager -o short-iso",
+    # What the journal said since the script began (FakeHost's date +%s), for the cause.
+    f"journalctl -u sidekiq.service -n 40 --no-pager -o short-iso --since @{EPOCH}",
+]
 
 
 def test_a_unit_that_fails_to_start_fails_with_its_journal(host: FakeHost, staging: Stage) -> None:
@@ -385,7 +413,7 @@ def test_a_unit_that_fails_to_start_fails_with_its_journal(host: FakeHost, stagi
     run = host.run(scripts.restart(staging, "web1", "v1"))
     assert run.returncode == 1
     assert run.stderr == f"{JOURNAL}{SAY}FAILED: start failed\n"
-    assert run.ran("journalctl") == [JOURNAL_CALL]
+    assert run.ran("journalctl") == JOURNAL_CALLS
     assert run.ran("systemctl")[-1] == "systemctl start sidekiq.service"
 
 
@@ -402,7 +430,7 @@ def test_a_unit_that_dies_after_the_restart_fails(host: FakeHost, staging: Stage
     run = host.run(scripts.restart(staging, "web1", "v2"))
     assert run.returncode == 1
     assert run.stderr == f"{JOURNAL}{SAY}FAILED: not active after the restart\n"
-    assert run.position("sleep 1") < run.position(JOURNAL_CALL)
+    assert run.position("sleep 1") < run.position(JOURNAL_CALLS[0])
 
 
 def test_user_scope_restart_reads_the_user_units_journal(host: FakeHost, existing_values) -> None:
@@ -410,10 +438,51 @@ def test_user_scope_restart_reads_the_user_units_journal(host: FakeHost, existin
     host.on("runuser", "* is-active *", "exit 3")
     run = host.run(scripts.restart(stage_from(existing_values), "web1", "v1"))
     assert run.returncode == 1
-    assert run.ran("journalctl") == [
+    user_journal = (
         f"journalctl _SYSTEMD_USER_UNIT=sidekiq.service _UID={DEPLOY_UID} -n 40 --no-pager -o short-iso"
-    ]
+    )
+    assert run.ran("journalctl") == [user_journal, f"{user_journal} --since @{EPOCH}"]
     assert f"{USER_SYSTEMCTL} start sidekiq.service" in run.calls
+
+
+REDIS_DOWN = (
+    "sidekiq[812]: WARN: Redis::CannotConnectError: Error connecting to Redis on 127.0.0.1:6379 "
+    "(Errno::ECONNREFUSED)"
+)
+
+
+@pytest.mark.parametrize(
+    ("sidekiq", "retry"),
+    [
+        ({}, "systemd starts it again every 1 s, and it runs once Redis is back"),
+        (
+            {"hardening": "off", "restartSec": 3},
+            "systemd starts it again every 3 s, and it runs once Redis is back",
+        ),
+    ],
+)
+def test_a_restart_that_fails_on_redis_names_redis(host: FakeHost, existing_values, sidekiq, retry) -> None:
+    existing_values["sidekiq"] = sidekiq
+    host.on("systemctl", "is-active *", "exit 0", "exit 3")
+    # Only what the journal said since this restart began counts as the cause.
+    host.on("journalctl", f"* --since @{EPOCH}", f"echo {shlex.quote(REDIS_DOWN)}")
+    host.on("journalctl", "*", "echo 'an older line'")
+    run = host.run(scripts.restart(stage_from(existing_values), "web1", "v2"))
+    assert run.returncode == 1
+    assert run.stderr.splitlines()[-1] == (
+        f"{SAY}FAILED: not active after the restart: Sidekiq cannot reach Redis "
+        "(Redis::CannotConnectError: Error connecting to Redis on 127.0.0.1:6379 (Errno::ECONNREFUSED)); "
+        + retry
+    )
+    assert run.ran("journalctl") == JOURNAL_CALLS
+
+
+def test_a_restart_that_fails_otherwise_does_not_blame_redis(host: FakeHost, staging: Stage) -> None:
+    host.on("systemctl", "is-active *", "exit 0", "exit 3")
+    host.on("journalctl", f"* --since @{EPOCH}", "echo 'sidekiq[812]: NameError: uninitialized constant Foo'")
+    run = host.run(scripts.restart(staging, "web1", "v2"))
+    assert run.returncode == 1
+    assert run.stderr == f"{JOURNAL}{SAY}FAILED: not active after the restart\n"
 
 
 # --- uninstall -----------------------------------------------------------------------------
@@ -521,27 +590,31 @@ def test_user_scope_uninstall_starts_the_users_manager_first(host: FakeHost, exi
 # --- prepare_host and wait_for_port -----------------------------------------------------------
 
 
-def test_prepare_host_waits_for_cloud_init_and_creates_the_private_staging_dir(host: FakeHost) -> None:
+def test_prepare_host_waits_for_cloud_init_and_creates_the_private_staging_dirs(
+    host: FakeHost, staging: Stage
+) -> None:
     host.on("cloud-init", "status --wait", "exit 2")  # finished with recoverable errors
-    run = host.run(scripts.prepare_host("admin", "web1"))
+    run = host.run(scripts.prepare_host(staging, "web1"))
     assert run.returncode == 0, run.stderr
     assert run.calls[0] == "cloud-init status --wait"
-    assert host.mode_owner("/var/lib/sidekiq-fleet/staging") == ("0o700", ADMIN_UID, ADMIN_UID)
+    # The unit's own directory too: CopyToRemote would make it 0755 and the staged env file 0644.
+    for directory in ("/var/lib/sidekiq-fleet/staging", STAGED):
+        assert host.mode_owner(directory) == ("0o700", ADMIN_UID, ADMIN_UID), directory
     assert run.stdout == "sidekiq-fleet: host web1 is ready\n"
 
 
-def test_prepare_host_fails_when_cloud_init_failed(host: FakeHost) -> None:
+def test_prepare_host_fails_when_cloud_init_failed(host: FakeHost, staging: Stage) -> None:
     host.on("cloud-init", "status --wait", "exit 1")
     host.on("cloud-init", "status --long", "echo 'status: error'")
-    run = host.run(scripts.prepare_host("admin", "web1"))
+    run = host.run(scripts.prepare_host(staging, "web1"))
     assert run.returncode == 1
     assert run.stderr == "sidekiq-fleet: cloud-init failed on host web1 (exit 1)\nstatus: error\n"
     assert host.changes() == set()
 
 
-def test_prepare_host_fails_without_passwordless_sudo(host: FakeHost) -> None:
+def test_prepare_host_fails_without_passwordless_sudo(host: FakeHost, staging: Stage) -> None:
     host.on("sudo", "-n true", "echo 'sudo: a password is required' >&2; exit 1")
-    run = host.run(scripts.prepare_host("admin", "web1"))
+    run = host.run(scripts.prepare_host(staging, "web1"))
     assert run.returncode == 1
     assert run.stderr == "sidekiq-fleet: user admin has no passwordless sudo on host web1\n"
     assert host.changes() == set()

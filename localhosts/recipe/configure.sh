@@ -33,7 +33,7 @@ chmod 0440 /etc/sudoers.d/90-cloud-init-users
 visudo -cf /etc/sudoers.d/90-cloud-init-users >/dev/null
 
 # --- deploy: owns the app and gets no sudo here; the Pulumi program installs its least-privilege drop-in.
-useradd --create-home --home-dir /home/deploy --shell /bin/bash deploy
+useradd --create-home --home-dir /home/deploy --shell /bin/bash --groups redis deploy
 authorize deploy
 
 # --- sshd as on Debian cloud images: keys only. Host keys are made per host, never shared via the template.
@@ -46,6 +46,8 @@ grep -q '^bind ' /etc/redis/redis.conf || echo 'bind 127.0.0.1 -::1' >>/etc/redi
 if [ "$(grep -c '^bind ' /etc/redis/redis.conf)" != 1 ] || ! grep -qx 'bind 127.0.0.1 -::1' /etc/redis/redis.conf; then
     echo "could not pin Redis to loopback" >&2; exit 1
 fi
+# And on a unix socket for the redis group, as many single-host setups use it.
+printf 'unixsocket /run/redis/redis-server.sock\nunixsocketperm 770\n' >>/etc/redis/redis.conf
 
 systemctl enable systemd-networkd.service ssh.service redis-server.service
 
@@ -65,6 +67,9 @@ printf 'LANG=C.UTF-8\n' >/etc/default/locale
 release="$APP_ROOT/releases/$RELEASE"
 install -d "$release" "$APP_ROOT/shared/log" "$APP_ROOT/shared/tmp"
 cp -a "$RECIPE/app/." "$release/"
+# Capistrano's linked_dirs: the release's log/ and tmp/ are links into shared/.
+ln -s "$APP_ROOT/shared/log" "$release/log"
+ln -s "$APP_ROOT/shared/tmp" "$release/tmp"
 ln -sfn "$release" "$APP_ROOT/current"
 printf 'Branch main (at 0000000) deployed as release %s by deploy\n' "$RELEASE" >"$APP_ROOT/revisions.log"
 chown -R deploy:deploy "${APP_ROOT%/*}"

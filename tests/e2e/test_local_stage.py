@@ -24,6 +24,7 @@ pytestmark = pytest.mark.e2e
 UNIT = "sidekiq.service"
 APP = "/var/www/example/local"
 JOBS_LOG = f"{APP}/shared/jobs.log"
+STAGING = "/var/lib/sidekiq-fleet/staging/sidekiq"
 SECRET_ENV_VALUE = "e2e-secret-token-6a1f0c9d"
 FILES = {
     "/etc/systemd/system/sidekiq.service": "root:root 644",
@@ -112,6 +113,8 @@ def test_first_deploy_waits_for_a_late_host_and_starts_sidekiq(
         for path, owner_mode in FILES.items():
             assert sh(host, f"stat -c '%U:%G %a' {path}").strip() == owner_mode, (host.name, path)
         assert sh(host, f"systemctl is-enabled {UNIT}").strip() == "enabled"
+        # The staged copies (the env file among them) are the login user's alone.
+        assert sh(host, f"stat -c '%U %a' {STAGING}").strip() == "admin 700"
         environ = sh(host, f"tr '\\0' '\\n' < /proc/{pid}/environ")
         assert f"SECRET_TOKEN={SECRET_ENV_VALUE}\n" in environ and "MALLOC_ARENA_MAX=2\n" in environ
 
@@ -305,6 +308,16 @@ def test_secrets_never_reach_the_output_or_the_state(project: PulumiProject) -> 
     for path in backend.rglob("*.json"):
         content = path.read_text()
         assert SECRET_ENV_VALUE not in content and key_body[:40] not in content, path
+
+
+def test_the_engine_ran_the_installed_command_plugin(project: PulumiProject) -> None:
+    """The real pulumi-resource-command 1.2.1 from the plugin cache, not some binary on PATH."""
+    plugins = json.loads(project.pulumi("plugin", "ls", "--json").output)
+    assert {(p["kind"], p["name"], p["version"]) for p in plugins} >= {("resource", "command", "1.2.1")}
+    ups = [run for run in project.runs if run.args[1] == "up"]
+    assert ups, "no `pulumi up` ran before this test"
+    for run in ups:
+        assert "from $PATH" not in run.output and "pulumi-resource-command" not in run.output
 
 
 def test_destroy_stops_sidekiq_and_leaves_the_hosts_clean(

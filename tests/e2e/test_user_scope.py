@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 import localhosts
 from tests.e2e.conftest import PulumiProject, wait_until
+from tests.e2e.test_local_stage import APP, processed
 
 pytestmark = pytest.mark.e2e
 
@@ -30,6 +33,19 @@ def test_user_unit_deploys_restarts_and_uninstalls(project: PulumiProject, hosts
     stat = host.exec(f"stat -c '%U %a %n' {HOME}/.config {UNIT_FILE} {ENV_FILE}").stdout.split("\n")
     assert stat[:3] == [f"deploy 755 {HOME}/.config", f"deploy 644 {UNIT_FILE}", f"deploy 600 {ENV_FILE}"]
     assert host.exec("test -e /etc/sudoers.d/sidekiq-fleet-sidekiq").returncode != 0, "no sudo for user units"
+    # The sandbox a user manager can apply (README, "scope: user"): measured at 2.2 on these hosts.
+    score = as_deploy(host, "systemd-analyze --user security sidekiq.service --no-pager").splitlines()[-1]
+    assert float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", score).group(1)) <= 2.5, score
+    for job_id, path, error in [
+        ("user-shared", f"{APP}/shared/e2e-user", None),
+        ("user-etc", "/etc/x", "Errno::EROFS"),
+        ("user-release", f"{APP}/current/x", "Errno::EROFS"),
+    ]:
+        host.exec(f"cd {APP}/current && bin/push-jobs --write {path} {job_id}", user="deploy", check=True)
+        job = wait_until(
+            lambda i=job_id: next((j for j in processed(host) if j["id"] == i), None), 30, job_id
+        )
+        assert job["error"] == error, path
     old_pid = as_deploy(host, "systemctl --user show -p MainPID --value sidekiq.service").strip()
 
     project.config_set("appVersion", "local-user-2")

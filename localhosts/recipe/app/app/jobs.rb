@@ -1,7 +1,7 @@
 # frozen_string_literal: true
 
-# Jobs of the example app. Each run of RecordingJob leaves one JSON line in shared/jobs.log, so end-to-end
-# tests can tell which jobs ran, in which process, from which release and app version.
+# Jobs of the example app. Each run of RecordingJob or WriteJob leaves one JSON line in shared/jobs.log, so
+# end-to-end tests can tell which jobs ran, in which process, from which release and app version.
 require "json"
 require "sidekiq"
 require "time"
@@ -28,9 +28,35 @@ class RecordingJob
     )
     # One write(2) on an O_APPEND descriptor, under flock: lines from concurrent threads and
     # processes never interleave or tear.
+    RecordingJob.record(line)
+  end
+
+  def self.record(line)
     File.open(LOG, File::WRONLY | File::APPEND | File::CREAT, 0o644) do |f|
       f.flock(File::LOCK_EX)
       f.syswrite("#{line}\n")
     end
+  end
+end
+
+# Writes one line to the given path, as job code that touches the file system would, and records whether
+# the write worked. A refused write is recorded, then raised, so the job also fails as it would in an app.
+class WriteJob
+  include Sidekiq::Job
+  sidekiq_options retry: false
+
+  def perform(id, path)
+    File.open(path, File::WRONLY | File::APPEND | File::CREAT, 0o644) { |f| f.syswrite("#{id}\n") }
+    record(id, path, nil)
+  rescue SystemCallError => e
+    record(id, path, e.class.name)
+    raise
+  end
+
+  private
+
+  def record(id, path, error)
+    RecordingJob.record(JSON.generate("id" => id, "pid" => Process.pid, "path" => path, "error" => error,
+                                      "jid" => jid, "at" => Time.now.utc.iso8601(3)))
   end
 end
