@@ -11,7 +11,9 @@ import json
 import re
 import shlex
 import time
+from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -68,6 +70,11 @@ def first(lines: list[LogLine], pid: int, text: str) -> LogLine:
     found = [line for line in lines if line.pid == pid and text in line.message]
     assert found, f"no journal line with {text!r} from PID {pid}"
     return found[0]
+
+
+def iso_us(text: str) -> int:
+    """Microseconds since the epoch of a job's "at" (ISO 8601, UTC), as journald counts them."""
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1_000_000)
 
 
 def processed(host: localhosts.Host) -> list[dict]:
@@ -140,6 +147,9 @@ def test_second_up_changes_nothing_and_runs_no_remote_command(
     assert "sidekiq-fleet: " not in run.output, "a script ran"
     assert [main_pid(h) for h in hosts] == pids
     assert [ssh_sessions(h) for h in hosts] == sessions
+    # The count sees a login: one ssh session adds exactly one.
+    hosts[0].ssh("true", check=True)
+    assert ssh_sessions(hosts[0]) == sessions[0] + 1
 
 
 def deploy_release(host: localhosts.Host, release: str) -> None:
@@ -152,11 +162,15 @@ def deploy_release(host: localhosts.Host, release: str) -> None:
     )
 
 
+# Pushes jobs until told to stop, each line "ID MICROSECONDS" once Redis has it; every other job
+# takes 3 s, so that a worker is busy whenever TSTP comes.
 PUSHER = f"""
 cd {APP}/current
 i=0
 while [ ! -e /tmp/e2e-stop-pushing ]; do
-  bin/push-jobs --sleep 0.5 "steady-$i" >/dev/null && echo "steady-$i" >> /tmp/e2e-pushed
+  if bin/push-jobs --sleep $((i % 2 ? 3 : 0)) "steady-$i" >/dev/null; then
+    echo "steady-$i $(date +%s%6N)" >> /tmp/e2e-pushed
+  fi
   i=$((i + 1))
 done
 """
@@ -203,16 +217,31 @@ def test_version_bump_rolls_through_the_hosts_in_order_and_loses_no_job(
     for (_, ready), (next_quiet, _) in zip(boots, boots[1:], strict=False):
         assert ready < next_quiet, "a host was quieted before the previous batch was back"
 
-    for host in hosts:
+    for host, old_pid, (quiet_at, ready_at) in zip(hosts, old_pids, boots, strict=True):
         sh(host, "systemctl stop e2e-pusher.service 2>/dev/null || true")
-        pushed = set(sh(host, "cat /tmp/e2e-pushed").split())
-        assert len(pushed) >= 5, f"{host.name}: the pusher barely ran"
+        pushed = dict(line.split() for line in sh(host, "cat /tmp/e2e-pushed").splitlines())
+        # Pushed while this host was switching over, between the quiet and the new process's READY.
+        switching = [job_id for job_id, at in pushed.items() if quiet_at < int(at) < ready_at]
+        assert len(switching) >= 3, f"{host.name}: {len(switching)} pushes while switching, of {len(pushed)}"
 
-        def all_done(h: localhosts.Host = host, wanted: set[str] = pushed) -> bool:
+        ids = set(pushed)
+
+        def all_done(h: localhosts.Host = host, wanted: set[str] = ids) -> bool:
             return wanted <= {job["id"] for job in processed(h)}
 
         wait_until(all_done, 90, f"every steady job on {host.name}")
-        releases = {job["release"] for job in processed(host) if job["pid"] == main_pid(host)}
+        jobs = processed(host)
+        runs = Counter(job["id"] for job in jobs if job["id"] in pushed)
+        assert [job_id for job_id, count in runs.items() if count > 1] == [], f"{host.name}: jobs ran twice"
+        # A job the old process was running at TSTP, finished by it before TERM: nothing cut short.
+        drained = [job for job in jobs if job["pid"] == old_pid and iso_us(job["at"]) > quiet_at]
+        assert drained, f"{host.name}: no job was busy when TSTP came"
+        # Stamped once the push returned: a second later it surely reached Redis after the quiet.
+        after_quiet = {job_id for job_id, at in pushed.items() if quiet_at + 1_000_000 < int(at) < ready_at}
+        assert not [job for job in jobs if job["id"] in after_quiet and job["pid"] == old_pid], (
+            f"{host.name}: the quiet process took new work"
+        )
+        releases = {job["release"] for job in jobs if job["pid"] == main_pid(host)}
         assert releases == {"20260102000000"}, f"{host.name} runs the old release: {releases}"
 
 
@@ -286,6 +315,8 @@ def test_a_release_that_cannot_boot_halts_the_rollout(
     assert f"last 40 journal lines of {UNIT} on host {broken.name}" in run.output
     assert "sidekiq" in run.output.split(f"journal lines of {UNIT} on host {broken.name}")[1]
     assert main_pid(untouched) == untouched_pid and is_active(untouched), "the rollout went on"
+    # A quieted Sidekiq keeps its PID: only its journal tells it was never sent TSTP.
+    assert not [line for line in journal(untouched) if line.pid == untouched_pid and "TSTP" in line.message]
     assert is_active(hosts[0])
 
     sh(broken, f"cp {APP}/releases/20260102000000/config/sidekiq.yml {APP}/current/config/", user="deploy")
@@ -296,18 +327,30 @@ def test_a_release_that_cannot_boot_halts_the_rollout(
     assert [h["appVersion"] for h in project.outputs()["hosts"]] == ["local-3"] * len(hosts)
 
 
-def test_secrets_never_reach_the_output_or_the_state(project: PulumiProject) -> None:
+def test_secrets_never_reach_the_output_or_the_state(project: PulumiProject, hosts: localhosts.Fleet) -> None:
     private_key = Path(localhosts.hosts()[0].private_key_path).read_text()
-    key_body = "".join(line for line in private_key.splitlines() if "PRIVATE KEY" not in line)
+    # Each line of the key's body on its own: a leak keeps the PEM's line breaks, or escapes them.
+    key_lines = [line for line in private_key.splitlines() if "PRIVATE KEY" not in line and len(line) >= 16]
+    assert len(key_lines) >= 3
     state = project.pulumi("stack", "export").output
     assert "ciphertext" in state, "secrets should be stored encrypted"
-    for text in [state, *(run.output for run in project.runs)]:
-        assert SECRET_ENV_VALUE not in text
-        assert key_body[:40] not in text and key_body[-40:] not in text
     backend = Path(project.env["PULUMI_BACKEND_URL"].removeprefix("file://"))
-    for path in backend.rglob("*.json"):
-        content = path.read_text()
-        assert SECRET_ENV_VALUE not in content and key_body[:40] not in content, path
+    # Every file of the backend: history, checkpoints and their .json.bak backups, locks.
+    files = [path for path in backend.rglob("*") if path.is_file()]
+    assert any(path.name.endswith(".json.bak") for path in files), "the scan would miss the backups"
+    texts = {"stack export": state, **{" ".join(r.args): r.output for r in project.runs}}
+    texts |= {str(path): path.read_text(errors="replace") for path in files}
+    for name, text in texts.items():
+        assert SECRET_ENV_VALUE not in text, name
+        assert not [line for line in key_lines if line in text], name
+    # On the hosts the value is in the env file and its staged copy only, neither readable by others.
+    for host in hosts:
+        found = sh(host, f"grep -rlF -e {SECRET_ENV_VALUE} /etc /var /tmp /run /home /root /srv /opt || true")
+        assert sorted(found.split()) == ["/etc/sidekiq-fleet/sidekiq.env", f"{STAGING}/sidekiq.env"], (
+            host.name
+        )
+        modes = sh(host, f"stat -c '%U %a' /etc/sidekiq-fleet/sidekiq.env {STAGING}").split("\n")
+        assert modes[:2] == ["root 600", "admin 700"], host.name
 
 
 def test_the_engine_ran_the_installed_command_plugin(project: PulumiProject) -> None:
