@@ -57,7 +57,7 @@ def _helpers(stage: Stage, host: str) -> str:
         "fail() {",
         f'  echo "last {JOURNAL_LINES} journal lines of $unit on host $host:" >&2',
         "  journal_tail | sed 's/^/    /' >&2",
-        "  # Name the usual cause instead of leaving it in the journal lines.",
+        "  # Name the usual cause instead of leaving it in the journal lines.",  # pragma: no mutate - shell comment  # noqa: E501
         "  local redis",
         "  redis=$(journal_tail --since \"@$started\" | grep -E -o -m1 'Redis::[A-Za-z]+Error: .*' || true)",
         f'  [ -z "$redis" ] || die "$*: Sidekiq cannot reach Redis ($redis); {retry}"',
