@@ -46,6 +46,9 @@ POSIX_NAME = r"^[a-z_][a-z0-9_-]{0,31}$"
 UNIT_NAME = r"^[A-Za-z0-9_-]{1,64}$"
 APP_VERSION = r"^[A-Za-z0-9][A-Za-z0-9._+/-]{0,127}$"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+PROCESS_NAME = r"^[a-z0-9][a-z0-9-]{0,31}$"
+CONFIG_FILE = r"^[A-Za-z0-9._/@+-]+$"
+DEFAULT_PROCESS = "default"
 
 
 class StageConfigError(ValueError):
@@ -275,6 +278,27 @@ def _writable_path(path: str) -> str:
 WritablePath = Annotated[str, Field(pattern=SAFE_PATH), AfterValidator(_writable_path)]
 
 
+class Process(_Model):
+    """One Sidekiq process per host, run as a template unit with two slots."""
+
+    name: str = Field(
+        pattern=PROCESS_NAME,
+        description="lowercase letters, digits and -, at most 32, such as default or low",
+    )
+    config_file: str | None = Field(
+        None,
+        pattern=CONFIG_FILE,
+        description="a path relative to appDir, or absolute; defaults to sidekiq.configFile",
+    )
+    drain_timeout: int | None = Field(
+        None,
+        ge=1,
+        le=86400,
+        description="seconds the old slot may drain after a restart, 1 to 86400; "
+        "defaults to rollout.drainTimeout",
+    )
+
+
 class Sidekiq(_Model):
     user: str = Field("deploy", pattern=POSIX_NAME, description="a POSIX user name such as deploy")
     group: str | None = Field(None, pattern=POSIX_NAME, description="a POSIX group name")
@@ -288,7 +312,7 @@ class Sidekiq(_Model):
     )
     config_file: str = Field(
         "config/sidekiq.yml",
-        pattern=r"^[A-Za-z0-9._/@+-]+$",
+        pattern=CONFIG_FILE,
         description="a path relative to appDir, or absolute",
     )
     command: str = Field(
@@ -313,6 +337,12 @@ class Sidekiq(_Model):
     writable_paths: list[WritablePath] | None = Field(
         None,
         description="absolute, normalized paths such as /var/www/<app>/<stage>/shared",
+    )
+    processes: list[Process] | None = Field(
+        None,
+        min_length=1,
+        max_length=16,
+        description="a list of 1 to 16 {name, configFile, drainTimeout}; defaults to one process, default",
     )
 
     @field_validator("command", mode="after")
@@ -345,6 +375,9 @@ class Sidekiq(_Model):
             raise ValueError(
                 "watchdogSec: 1 is too short, Sidekiq pings at half of it; expected 0 (off) or 2+"
             )
+        names = [process.name for process in self.processes or []]
+        if len(names) != len(set(names)):
+            raise ValueError("processes: names repeat; expected each process name once")
         if self.hardening == "off" and self.writable_paths is not None:
             raise ValueError(
                 "writablePaths: has no effect with hardening: off, where Sidekiq may write anywhere "
@@ -355,9 +388,27 @@ class Sidekiq(_Model):
 
 class Rollout(_Model):
     batch_size: int = Field(1, ge=1, le=100, description="an integer from 1 to 100")
-    quiet_first: bool = Field(True, description="true to send TSTP and let busy workers drain first")
+    strategy: Literal["overlap", "restart"] = Field(
+        "overlap",
+        description="overlap (start the new process, then quiet the old one) or restart (stop, then start)",
+    )
+    drain_timeout: int | None = Field(
+        None,
+        ge=1,
+        le=86400,
+        description="seconds the old slot may drain after an overlap restart, 1 to 86400; "
+        "defaults to sidekiq.timeout",
+    )
+    memory_margin: int = Field(
+        256,
+        ge=0,
+        le=1048576,
+        description="MiB that must stay free with both slots running, 0 to 1048576; "
+        "below it the host falls back to restart",
+    )
+    quiet_first: bool = Field(True, description="true to send TSTP before a restart-strategy stop")
     max_busy_wait: int = Field(
-        60, ge=0, le=3600, description="seconds to wait for busy workers after TSTP, 0 to 3600"
+        0, ge=0, le=3600, description="seconds a restart-strategy stop waits for busy workers, 0 to 3600"
     )
 
 
@@ -438,6 +489,22 @@ class Stage(BaseModel):
     @property
     def unit(self) -> str:
         return f"{self.config.sidekiq.unit_name}.service"
+
+    @property
+    def processes(self) -> list[Process]:
+        """Every process with its config file and drain timeout filled in."""
+        sidekiq = self.config.sidekiq
+        drain_timeout = self.config.rollout.drain_timeout or sidekiq.timeout
+        declared = sidekiq.processes or [Process(name=DEFAULT_PROCESS)]
+        return [
+            process.model_copy(
+                update={
+                    "config_file": process.config_file or sidekiq.config_file,
+                    "drain_timeout": process.drain_timeout or drain_timeout,
+                }
+            )
+            for process in declared
+        ]
 
     @property
     def timeout_stop_sec(self) -> int:
