@@ -337,7 +337,8 @@ def uninstall(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
         '  sctl disable --quiet "${stop[@]}" 2>/dev/null || true',
         "fi",
         'for unit in "${units[@]}"; do rm -f "$dir/$unit"; done',
-        f'rmdir "$dir"/{q(group + ".target.wants")} 2>/dev/null || true',
+        # Our target is gone: so are the links in its .wants, even one made by hand.
+        f'rm -rf "$dir"/{q(group + ".target.wants")}',
     ]
     paths = {f.path for f in files if f.role != "unit"} | set(_stale_paths(stage, set()))
     for path in sorted(paths):
