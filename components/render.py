@@ -98,16 +98,6 @@ def first_release_name(stage: Stage, suffix: Literal["path", "service"]) -> str:
     return f"{stage.config.sidekiq.unit_name}-first-release.{suffix}"
 
 
-def unit_names(stage: Stage) -> list[str]:
-    """Every unit file of the stage, in install order: target, slot templates, first-release units."""
-    return [
-        target_name(stage),
-        *(template_name(stage, process) for process in stage.processes),
-        first_release_name(stage, "path"),
-        first_release_name(stage, "service"),
-    ]
-
-
 def unit_dir(stage: Stage) -> str:
     sidekiq = stage.config.sidekiq
     if sidekiq.scope == "user":

@@ -159,25 +159,21 @@ def _root_only_dirs(path: str, user: str) -> list[str]:
     """Refuse when anyone but root could replace the control script: its directory and each
     parent must be root's and writable by no group or other."""
     problem = (
-        f"$d is not root-owned or is writable by others, so {user} could replace {path}; "
-        "expected root-owned directories without group or other write; nothing installed"
+        f'"$d is not root-owned or is writable by others, so "{q(user)}" could replace "{q(path)}"; '
+        'expected root-owned directories without group or other write; nothing installed"'
     )
     return [
         f"d={q(posixpath.dirname(path))}",
         "while :; do",
-        '  if [ -e "$d" ]; then',
-        '    read -r owner mode < <(stat -c "%u %a" "$d")',
-        f'    [ "$owner" = 0 ] && (( (8#$mode & 8#022) == 0 )) || die {_dq(problem)}',
+        # A directory that is missing yet is made root's 0755 by the install below.
+        '  if found=$(stat -c "%u %a" "$d" 2>/dev/null); then',
+        '    read -r owner mode <<<"$found"',
+        f'    [ "$owner" = 0 ] && (( (8#$mode & 8#022) == 0 )) || die {problem}',
         "  fi",
         '  [ "$d" = / ] && break',
         '  d=$(dirname "$d")',
         "done",
     ]
-
-
-def _dq(text: str) -> str:
-    """Double-quoted shell text that expands $d only; the rest comes from validated config."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("`", "\\`") + '"'
 
 
 def install(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:

@@ -211,6 +211,20 @@ def test_rollout_and_process_bounds_that_are_accepted(changes):
     assert parse_stage("staging", with_changes(EC2_BASE, changes)).name == "staging"
 
 
+# The control script is /usr/local/sbin/<unitName>ctl: these would shadow a Debian host's own tools.
+SHADOWING = ["system", "journal", "login", "network", "hostname", "timedate", "locale", "machine", "bus"]
+SHADOWING += ["resolve", "coredump", "boot", "oom", "portable", "userdb", "home", "sys"]
+
+
+@pytest.mark.parametrize("name", SHADOWING)
+def test_a_unit_name_whose_control_script_would_shadow_a_host_tool_is_refused(name):
+    problems = problems_of(with_change(EC2_BASE, "sidekiq.unitName", name))
+    assert problems == [
+        f"{NS}:sidekiq.unitName: {name} would install the control script as /usr/local/sbin/{name}ctl, "
+        f"ahead of the host's own {name}ctl in root's PATH; expected another name, such as sidekiq"
+    ]
+
+
 def test_minimal_existing_stage_parses():
     stage = parse_stage("production", EXISTING_BASE)
     hosts = stage.config.hosts

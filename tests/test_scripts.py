@@ -132,7 +132,11 @@ def staged(host: FakeHost, stage: Stage) -> dict[str, str]:
 def test_install_validates_then_puts_every_file_in_place(host: FakeHost, with_env: Stage) -> None:
     contents = staged(host, with_env)
     # The fake keeps what verify was given: the first-release service's copy is the last argument.
-    host.on("systemd-analyze", "verify *", 'cat "${@: -1}" >"$FAKE_DIR/verified"')
+    host.on(
+        "systemd-analyze",
+        "verify *",
+        'cat "${@: -1}" >"$FAKE_DIR/verified"; stat -c %a "${2%/*}/control" >"$FAKE_DIR/control-mode"',
+    )
     run = host.run(scripts.install(with_env, render_files(with_env), "web1"))
     assert run.returncode == 0, run.stderr
     assert host.changes() == set(ALL_FILES)
@@ -148,6 +152,7 @@ def test_install_validates_then_puts_every_file_in_place(host: FakeHost, with_en
     )
     # The control script is not installed yet: the copy verify sees runs the staged one, already bash -n'd.
     assert (host.fake_dir / "verified").read_text() == with_env_service(f"{WORK}/verify/control")
+    assert (host.fake_dir / "control-mode").read_text() == "700\n", "verify checks that ExecStart can run"
     visudo = run.position(f"visudo -cf {WORK}/sidekiq-fleet-sidekiq")
     first_install = run.position(f"install -o root -g root -m 0644 {WORK}/sidekiq.target {TARGET_NEW}")
     first_rename = run.position(f"mv -f {TARGET_NEW} {TARGET}")
@@ -366,6 +371,15 @@ def test_install_refuses_a_control_directory_others_could_write(
         "/usr/local/sbin/sidekiqctl; expected root-owned directories without group or other write; "
         "nothing installed\n"
     )
+
+
+def test_a_missing_control_directory_is_made_root_owned(host: FakeHost, with_env: Stage) -> None:
+    staged(host, with_env)
+    host.on("stat", "-c %u %a /usr/local/sbin", "exit 1")  # as stat answers for a missing path
+    run = host.run(scripts.install(with_env, render_files(with_env), "web1"))
+    assert run.returncode == 0, run.stderr
+    assert "stat -c %u %a /usr/local" in run.calls, "the parents are still checked"
+    assert host.mode_owner(CONTROL) == ("0o755", 0, 0)
 
 
 def test_install_accepts_root_owned_directories_without_group_or_other_write(
