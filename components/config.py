@@ -49,6 +49,16 @@ ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 PROCESS_NAME = r"^[a-z0-9][a-z0-9-]{0,31}$"
 CONFIG_FILE = r"^[A-Za-z0-9._/@+-]+$"
 DEFAULT_PROCESS = "default"
+# The control script is /usr/local/sbin/<unitName>ctl, first in root's PATH and sudo's secure_path:
+# these names would shadow the host's own tools there.
+SHADOWED_CTL = frozenset(
+    {
+        "system", "journal", "login", "network", "hostname", "timedate", "locale", "machine", "bus",
+        "resolve", "coredump", "boot", "oom", "portable", "userdb", "home", "sys",
+    }
+)  # fmt: skip
+# /var/lib/sidekiq-fleet/<unitName> holds the version file; staging/ there is every stage's upload area.
+RESERVED_UNIT_NAMES = frozenset({"staging"})
 
 
 class StageConfigError(ValueError):
@@ -278,6 +288,18 @@ def _writable_path(path: str) -> str:
 WritablePath = Annotated[str, Field(pattern=SAFE_PATH), AfterValidator(_writable_path)]
 
 
+def _config_file(path: str) -> str:
+    """systemd's PathExists= takes only a normalized path, and the first process's file is one."""
+    if path.startswith("/"):
+        return _normal_path(path)
+    if posixpath.normpath(path) != path or path == ".." or path.startswith("../"):
+        raise ValueError("must be a normalized path without .., //, ./ or a trailing /")
+    return path
+
+
+ConfigFile = Annotated[str, Field(pattern=CONFIG_FILE), AfterValidator(_config_file)]
+
+
 class Process(_Model):
     """One Sidekiq process per host, run as a template unit with two slots."""
 
@@ -285,10 +307,9 @@ class Process(_Model):
         pattern=PROCESS_NAME,
         description="lowercase letters, digits and -, at most 32, such as default or low",
     )
-    config_file: str | None = Field(
+    config_file: ConfigFile | None = Field(
         None,
-        pattern=CONFIG_FILE,
-        description="a path relative to appDir, or absolute; defaults to sidekiq.configFile",
+        description="a normalized path relative to appDir, or absolute; defaults to sidekiq.configFile",
     )
     drain_timeout: int | None = Field(
         None,
@@ -310,10 +331,9 @@ class Sidekiq(_Model):
     environment: str | None = Field(
         None, pattern=r"^[A-Za-z0-9_-]{1,64}$", description="a Rails environment name such as staging"
     )
-    config_file: str = Field(
+    config_file: ConfigFile = Field(
         "config/sidekiq.yml",
-        pattern=CONFIG_FILE,
-        description="a path relative to appDir, or absolute",
+        description="a normalized path relative to appDir, or absolute",
     )
     command: str = Field(
         "bundle exec sidekiq",
@@ -375,6 +395,17 @@ class Sidekiq(_Model):
             raise ValueError(
                 "watchdogSec: 1 is too short, Sidekiq pings at half of it; expected 0 (off) or 2+"
             )
+        if self.unit_name in SHADOWED_CTL:
+            raise ValueError(
+                f"unitName: {self.unit_name} would install the control script as "
+                f"/usr/local/sbin/{self.unit_name}ctl, ahead of the host's own {self.unit_name}ctl "
+                "in root's PATH; expected another name, such as sidekiq"
+            )
+        if self.unit_name in RESERVED_UNIT_NAMES:
+            raise ValueError(
+                f"unitName: {self.unit_name} is the name of sidekiq-fleet's upload directory on "
+                "the hosts; expected another name, such as sidekiq"
+            )
         names = [process.name for process in self.processes or []]
         if len(names) != len(set(names)):
             raise ValueError("processes: names repeat; expected each process name once")
@@ -410,6 +441,15 @@ class Rollout(_Model):
     max_busy_wait: int = Field(
         0, ge=0, le=3600, description="seconds a restart-strategy stop waits for busy workers, 0 to 3600"
     )
+
+    @model_validator(mode="after")
+    def _busy_wait_needs_quiet(self) -> Rollout:
+        if self.max_busy_wait and not self.quiet_first:
+            raise ValueError(
+                f"maxBusyWait: {self.max_busy_wait} has no effect with quietFirst: false, as only a "
+                "quiet process stops taking jobs; expected 0, or quietFirst: true"
+            )
+        return self
 
 
 def _single_line(value: SecretStr) -> SecretStr:
@@ -485,10 +525,6 @@ class Stage(BaseModel):
     @property
     def environment(self) -> str:
         return self.config.sidekiq.environment or self.name
-
-    @property
-    def unit(self) -> str:
-        return f"{self.config.sidekiq.unit_name}.service"
 
     @property
     def processes(self) -> list[Process]:

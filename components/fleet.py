@@ -9,7 +9,7 @@ import pulumi
 
 from .config import Stage
 from .hosts import provision_hosts
-from .render import render_files
+from .render import control_path, render_files, target_name, template_name
 from .service import SidekiqService
 
 
@@ -39,7 +39,9 @@ def deploy_fleet(stage: Stage, project_dir: Path) -> dict[str, Any]:
         services += current
         previous = [service.restart for service in current]
 
-    units = [stage.unit]
+    # What the ops commands address: the target (every slot) and each process's slot template.
+    units = [target_name(stage), *(template_name(stage, process) for process in stage.processes)]
+    control = control_path(stage)
     return {
         "stage": stage.name,
         "app": config.app,
@@ -47,6 +49,7 @@ def deploy_fleet(stage: Stage, project_dir: Path) -> dict[str, Any]:
         "scope": config.sidekiq.scope,
         "deployUser": config.sidekiq.user,
         "units": units,
+        "control": control,
         "hosts": [
             {
                 "name": host.name,
@@ -55,6 +58,7 @@ def deploy_fleet(stage: Stage, project_dir: Path) -> dict[str, Any]:
                 "sshUser": stage.ssh_user,
                 "hostKey": host.host_key,
                 "units": units,
+                "control": control,
                 "appVersion": service.deployed_version,
                 **host.details,
             }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -14,18 +15,17 @@ from typing import Literal
 
 import jinja2
 
-from .config import Stage
+from .config import Process, Stage
 
 TEMPLATES = Path(__file__).parent / "templates"
 MANAGED_NOTE = "Managed by sidekiq-fleet (pulumi up); local edits are overwritten."
-SYSTEMCTL = "/usr/bin/systemctl"
 STATE_DIR = "/var/lib/sidekiq-fleet"
 STAGING_DIR = f"{STATE_DIR}/staging"
 SYSTEM_UNIT_DIR = "/etc/systemd/system"
 SYSTEM_ENV_DIR = "/etc/sidekiq-fleet"
 SUDOERS_DIR = "/etc/sudoers.d"
 
-FileRole = Literal["unit", "sudoers", "env"]
+FileRole = Literal["unit", "control", "sudoers", "env"]
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def _environment(project_dir: Path | None) -> jinja2.Environment:
     return env
 
 
-def exec_start(stage: Stage) -> str:
+def exec_start(stage: Stage, process: Process) -> str:
     """ExecStart= value: the seed's login-shell form, plus -t so systemd and Sidekiq agree."""
     sidekiq = stage.config.sidekiq
     words = [
@@ -71,7 +71,7 @@ def exec_start(stage: Stage) -> str:
         "-e",
         stage.environment,
         "-C",
-        sidekiq.config_file,
+        process.config_file,
         "-t",
         str(sidekiq.timeout),
     ]
@@ -80,11 +80,34 @@ def exec_start(stage: Stage) -> str:
     return " ".join(shlex.quote(w) for w in words)
 
 
-def unit_path(stage: Stage) -> str:
+def group_marker(stage: Stage) -> str:
+    """The line by which the control script finds every unit of the group, to prune removed ones."""
+    return f"# sidekiq-fleet group: {stage.config.sidekiq.unit_name}"
+
+
+def target_name(stage: Stage) -> str:
+    return f"{stage.config.sidekiq.unit_name}.target"
+
+
+def template_name(stage: Stage, process: Process) -> str:
+    """The template unit of one process; its instances @a and @b are the two slots."""
+    return f"{stage.config.sidekiq.unit_name}-{process.name}@.service"
+
+
+def first_release_name(stage: Stage, suffix: Literal["path", "service"]) -> str:
+    return f"{stage.config.sidekiq.unit_name}-first-release.{suffix}"
+
+
+def unit_dir(stage: Stage) -> str:
     sidekiq = stage.config.sidekiq
     if sidekiq.scope == "user":
-        return f"~{sidekiq.user}/.config/systemd/user/{stage.unit}"
-    return f"{SYSTEM_UNIT_DIR}/{stage.unit}"
+        return f"~{sidekiq.user}/.config/systemd/user"
+    return SYSTEM_UNIT_DIR
+
+
+def first_release_file(stage: Stage) -> str:
+    """The first process's config file: it appears on the host with the first release."""
+    return posixpath.join(stage.app_dir, stage.processes[0].config_file)
 
 
 def env_path(stage: Stage) -> str:
@@ -97,6 +120,14 @@ def env_path(stage: Stage) -> str:
 def staging_dir(stage: Stage) -> str:
     """Per unit, so that stages sharing a host never touch each other's files."""
     return f"{STAGING_DIR}/{stage.config.sidekiq.unit_name}"
+
+
+def version_dir(stage: Stage) -> str:
+    """Where the control script keeps the appVersion of the last successful restart."""
+    sidekiq = stage.config.sidekiq
+    if sidekiq.scope == "user":
+        return f"~{sidekiq.user}/.local/state/sidekiq-fleet/{sidekiq.unit_name}"
+    return f"{STATE_DIR}/{sidekiq.unit_name}"
 
 
 def sudoers_path(stage: Stage) -> str:
@@ -113,7 +144,27 @@ def read_write_paths(stage: Stage) -> list[str]:
     return [f"-{path}" for path in stage.default_writable_paths]
 
 
-def render_unit(stage: Stage, project_dir: Path | None = None) -> str:
+def _unit_text(stage: Stage, body: str) -> str:
+    # Put here, not in the templates, so that a stage's own unit template carries the marker too.
+    return f"# {MANAGED_NOTE}\n{group_marker(stage)}\n{body}"
+
+
+def _wanted_by(stage: Stage) -> str:
+    return "multi-user.target" if stage.config.sidekiq.scope == "system" else "default.target"
+
+
+def render_target(stage: Stage) -> str:
+    """One target per stage: starting or stopping it starts or stops every slot."""
+    body = (
+        _environment(None)
+        .get_template("sidekiq.target.j2")
+        .render(app=stage.config.app, stage=stage.name, wanted_by=_wanted_by(stage))
+    )
+    return _unit_text(stage, body)
+
+
+def render_unit(stage: Stage, process: Process, project_dir: Path | None = None) -> str:
+    """The slot template of one process: the hardened Sidekiq unit, part of the stage's target."""
     sidekiq = stage.config.sidekiq
     if stage.config.env:
         env_file = (
@@ -124,7 +175,7 @@ def render_unit(stage: Stage, project_dir: Path | None = None) -> str:
     else:
         env_file = None
     template = sidekiq.unit_template or "sidekiq.service.j2"
-    return (
+    body = (
         _environment(project_dir)
         .get_template(template)
         .render(
@@ -133,34 +184,76 @@ def render_unit(stage: Stage, project_dir: Path | None = None) -> str:
             stage=stage.name,
             environment=stage.environment,
             unit_name=sidekiq.unit_name,
-            unit=stage.unit,
+            unit=template_name(stage, process),
+            process=process.name,
+            config_file=process.config_file,
+            target=target_name(stage),
+            # Kept for stages' own templates written before slots: the slots' WantedBy=.
+            wanted_by=target_name(stage),
             app_dir=stage.app_dir,
             scope=sidekiq.scope,
             user=sidekiq.user,
             group=sidekiq.group or sidekiq.user,
-            exec_start=exec_start(stage),
+            exec_start=exec_start(stage, process),
             env_file=env_file,
             watchdog_sec=sidekiq.watchdog_sec,
             restart_sec=sidekiq.restart_sec,
             timeout=sidekiq.timeout,
             timeout_stop_sec=stage.timeout_stop_sec,
-            wanted_by="multi-user.target" if sidekiq.scope == "system" else "default.target",
             hardening=sidekiq.hardening,
             read_write_paths=read_write_paths(stage),
         )
     )
+    return _unit_text(stage, body)
+
+
+def render_first_release_path(stage: Stage) -> str:
+    """Armed only while a host waits for its first release; the control script disarms it."""
+    body = (
+        _environment(None)
+        .get_template("first-release.path.j2")
+        .render(
+            app=stage.config.app,
+            stage=stage.name,
+            path=first_release_file(stage),
+            service=first_release_name(stage, "service"),
+            wanted_by=_wanted_by(stage),
+        )
+    )
+    return _unit_text(stage, body)
+
+
+def render_first_release_service(stage: Stage) -> str:
+    body = (
+        _environment(None)
+        .get_template("first-release.service.j2")
+        .render(app=stage.config.app, stage=stage.name, control=control_path(stage))
+    )
+    return _unit_text(stage, body)
+
+
+# --- PLACEHOLDER (branch `slots`): the `ctl` branch writes these two; the lead replaces this block
+# at merge. Only the signatures and the path are the contract (docs/rollout.md).
+def control_path(stage: Stage) -> str:
+    return f"/usr/local/sbin/{stage.config.sidekiq.unit_name}ctl"
+
+
+def render_control(stage: Stage) -> str:
+    return "#!/bin/bash\necho 'placeholder control script (branch slots)' >&2\nexit 1\n"
+
+
+# --- END PLACEHOLDER
+
+
+CONTROL_VERBS = ("status", "quiet", "stop", "start", "restart", "logs", "follow")
 
 
 def sudo_commands(stage: Stage) -> list[str]:
     """The exact command lines the deploy user may run as root.
 
-    sudo matches arguments literally, so both spellings of the unit are listed.
+    sudo matches arguments literally; the empty argument "" forbids any further one.
     """
-    names = [stage.config.sidekiq.unit_name, stage.unit]
-    verbs = ["start", "stop", "restart", "status", "reload"]
-    return [f"{SYSTEMCTL} {verb} {name}" for name in names for verb in verbs] + [
-        f"{SYSTEMCTL} kill -s TSTP {name}" for name in names
-    ]
+    return [f"{control_path(stage)} {verb}" for verb in CONTROL_VERBS]
 
 
 def render_sudoers(stage: Stage) -> str:
@@ -172,7 +265,7 @@ def render_sudoers(stage: Stage) -> str:
         .render(
             managed_note=MANAGED_NOTE,
             user=sidekiq.user,
-            unit=stage.unit,
+            control=control_path(stage),
             alias=alias,
             commands=sudo_commands(stage),
         )
@@ -193,7 +286,21 @@ def render_files(stage: Stage, project_dir: Path | None = None) -> list[Rendered
     user_scope = sidekiq.scope == "user"
     owner = sidekiq.user if user_scope else "root"
     group = (sidekiq.group or sidekiq.user) if user_scope else "root"
-    contents = [("unit", unit_path(stage), "0644", owner, group, render_unit(stage, project_dir))]
+    units = [
+        (target_name(stage), render_target(stage)),
+        *(
+            (template_name(stage, process), render_unit(stage, process, project_dir))
+            for process in stage.processes
+        ),
+        (first_release_name(stage, "path"), render_first_release_path(stage)),
+        (first_release_name(stage, "service"), render_first_release_service(stage)),
+    ]
+    directory = unit_dir(stage)
+    contents: list[tuple[FileRole, str, str, str, str, str]] = [
+        ("unit", f"{directory}/{name}", "0644", owner, group, text) for name, text in units
+    ]
+    # Root's in both scopes: deploy may run it, never change it.
+    contents.append(("control", control_path(stage), "0755", "root", "root", render_control(stage)))
     if not user_scope:
         # A user unit needs no sudo: the deploy user runs systemctl --user itself.
         contents.append(("sudoers", sudoers_path(stage), "0440", "root", "root", render_sudoers(stage)))

@@ -6,15 +6,28 @@ the provisioning user has passwordless sudo and no TTY.
 
 from __future__ import annotations
 
+import posixpath
 import shlex
 from collections.abc import Sequence
 
 from .config import Stage
-from .render import STAGING_DIR, STATE_DIR, RenderedFile, env_path, staging_dir, sudoers_path
+from .render import (
+    MANAGED_NOTE,
+    STAGING_DIR,
+    STATE_DIR,
+    RenderedFile,
+    control_path,
+    env_path,
+    first_release_name,
+    group_marker,
+    staging_dir,
+    sudoers_path,
+    target_name,
+    unit_dir,
+    version_dir,
+)
 
 JOURNAL_LINES = 40
-# Sidekiq refreshes its process title (and quiet state) on its ~5 s heartbeat.
-QUIET_CONFIRM_SECONDS = 12
 
 
 def q(value: object) -> str:
@@ -31,39 +44,18 @@ def _helpers(stage: Stage, host: str) -> str:
     sidekiq = stage.config.sidekiq
     lines = [
         f"host={q(host)}",
-        f"unit={q(stage.unit)}",
+        f"group={q(sidekiq.unit_name)}",
         f"run_as={q(sidekiq.user)}",
-        'say() { printf "sidekiq-fleet: %s on host %s: %s\\n" "$unit" "$host" "$*"; }',
+        'say() { printf "sidekiq-fleet: %s on host %s: %s\\n" "$group" "$host" "$*"; }',
+        'die() { say "FAILED: $*" >&2; exit 1; }',
     ]
     if sidekiq.scope == "user":
         lines += [
             'uid=$(id -u "$run_as")',
             'sctl() { runuser -u "$run_as" -- env XDG_RUNTIME_DIR="/run/user/$uid" systemctl --user "$@"; }',
-            # `journalctl --user-unit` as root finds nothing here; match the fields instead.
-            f'journal_tail() {{ journalctl _SYSTEMD_USER_UNIT="$unit" _UID="$uid" -n {JOURNAL_LINES} '
-            '--no-pager -o short-iso "$@" 2>&1 || true; }',
         ]
     else:
-        lines += [
-            'sctl() { systemctl "$@"; }',
-            f'journal_tail() {{ journalctl -u "$unit" -n {JOURNAL_LINES} '
-            '--no-pager -o short-iso "$@" 2>&1 || true; }',
-        ]
-    # The unit has no start limit (StartLimitIntervalSec=0), so systemd never gives up.
-    retry = f"systemd starts it again every {sidekiq.restart_sec} s, and it runs once Redis is back"
-    lines += [
-        'die() { say "FAILED: $*" >&2; exit 1; }',
-        "started=$(date +%s)",
-        "fail() {",
-        f'  echo "last {JOURNAL_LINES} journal lines of $unit on host $host:" >&2',
-        "  journal_tail | sed 's/^/    /' >&2",
-        "  # Name the usual cause instead of leaving it in the journal lines.",  # pragma: no mutate - shell comment  # noqa: E501
-        "  local redis",
-        "  redis=$(journal_tail --since \"@$started\" | grep -E -o -m1 'Redis::[A-Za-z]+Error: .*' || true)",
-        f'  [ -z "$redis" ] || die "$*: Sidekiq cannot reach Redis ($redis); {retry}"',
-        '  die "$@"',
-        "}",
-    ]
+        lines.append('sctl() { systemctl "$@"; }')
     return "\n".join(lines) + "\n"
 
 
@@ -129,6 +121,61 @@ def _resolve(path: str) -> str:
     return q(path)
 
 
+def _verify_units(files: Sequence[RenderedFile], copies: Sequence[str], control: str) -> list[str]:
+    """systemd-analyze verify on copies of every unit, together, so that references resolve.
+
+    systemd 252 verifies a template (G-P@.service) as the instance G-P@i.service. The
+    first-release service runs the control script, which is not installed yet: its copy
+    points at the staged control script instead, which passed bash -n.
+    """
+    units = [(f, c) for f, c in zip(files, copies, strict=True) if f.role == "unit"]
+    names = [f.path.rsplit("/", 1)[1] for f, _ in units]
+    # Warnings name the unit file or, for a template, its @i instance.
+    mentions = sorted({*names, *(n.replace("@.", "@i.") for n in names if "@." in n)})
+    staged_control = '"$work/verify/control"'
+    lines = [
+        'mkdir -m 0700 "$work/verify"',
+        f'install -m 0700 "$work/{control.rsplit("/", 1)[1]}" {staged_control}',
+    ]
+    for (_, copy), name in zip(units, names, strict=True):  # pragma: no mutate - same lengths
+        lines.append(
+            f'sed -e {q("s|" + control + " |")}"$work/verify/control "\'|\' {copy} >"$work/verify"/{q(name)}'
+        )
+    lines += [
+        "verify_out=$(systemd-analyze verify "
+        + " ".join(f'"$work/verify"/{q(n)}' for n in names)
+        + ' 2>&1) || die "systemd-analyze verify failed, nothing installed: $verify_out"',
+        "# verify exits 0 on bad values such as Type=notfy: its warnings about our units fail.",  # pragma: no mutate - shell comment  # noqa: E501
+        'ours=$(printf "%s\\n" "$verify_out" | grep -F '
+        + " ".join(f"-e {q(m)}" for m in mentions)
+        + " || true)",
+        '[ -z "$ours" ] || die "systemd-analyze verify warned, nothing installed: $ours"',
+        '[ -z "$verify_out" ] || say "note: systemd-analyze verify reported other units: $verify_out"',
+    ]
+    return lines
+
+
+def _root_only_dirs(path: str, user: str) -> list[str]:
+    """Refuse when anyone but root could replace the control script: its directory and each
+    parent must be root's and writable by no group or other."""
+    problem = (
+        f'"$d is not root-owned or is writable by others, so "{q(user)}" could replace "{q(path)}"; '
+        'expected root-owned directories without group or other write; nothing installed"'
+    )
+    return [
+        f"d={q(posixpath.dirname(path))}",
+        "while :; do",
+        # A directory that is missing yet is made root's 0755 by the install below.
+        '  if found=$(stat -c "%u %a" "$d" 2>/dev/null); then',
+        '    read -r owner mode <<<"$found"',
+        f'    [ "$owner" = 0 ] && (( (8#$mode & 8#022) == 0 )) || die {problem}',
+        "  fi",
+        '  [ "$d" = / ] && break',
+        '  d=$(dirname "$d")',
+        "done",
+    ]
+
+
 def install(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
     """Validate the staged files, then install them atomically as root.
 
@@ -136,6 +183,7 @@ def install(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
     hidden temporary name next to their target and renamed into place together.
     """
     sidekiq = stage.config.sidekiq
+    control = control_path(stage)
     body = [
         _helpers(stage, host),
         "work=$(mktemp -d /run/sidekiq-fleet-install.XXXXXX)",
@@ -152,9 +200,9 @@ def install(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
             "nothing installed"
         )
         body.append(f"[ -e {q(path)} ] || die {q(problem)}")
+    body += _root_only_dirs(control, sidekiq.user)
     names = [file.path.rsplit("/", 1)[1] for file in files]
     copies = [f'"$work"/{q(name)}' for name in names]
-    unit_copy = None  # pragma: no mutate - render_files always has a unit, so "" is the same
     for file, copy in zip(files, copies, strict=True):  # pragma: no mutate - same lengths
         body.append(f"install -m 0600 {q(file.staged_path)} {copy}")
         if file.role == "sudoers":
@@ -162,17 +210,12 @@ def install(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
                 f'visudo -cf {copy} >/dev/null 2>"$work/visudo.err" || die "the sudoers drop-in '
                 'failed visudo -cf, nothing installed: $(cat "$work/visudo.err")"'
             )
-        if file.role == "unit":
-            unit_copy = copy
-    if unit_copy is not None:
-        body += [
-            f"verify_out=$(systemd-analyze verify {unit_copy} 2>&1) || "
-            'die "systemd-analyze verify failed, nothing installed: $verify_out"',
-            "# verify exits 0 on bad values such as Type=notfy: its warnings about this unit fail.",  # pragma: no mutate - shell comment  # noqa: E501
-            'ours=$(printf "%s\\n" "$verify_out" | grep -F -e "$unit" || true)',
-            '[ -z "$ours" ] || die "systemd-analyze verify warned, nothing installed: $ours"',
-            '[ -z "$verify_out" ] || say "note: systemd-analyze verify reported other units: $verify_out"',
-        ]
+        if file.role == "control":
+            body.append(
+                f'bash -n {copy} 2>"$work/bash.err" || die "the control script failed bash -n, '
+                'nothing installed: $(cat "$work/bash.err")"'
+            )
+    body += _verify_units(files, copies, control)
     body += ["unit_changed=0", "changed=0"]
     for index, (file, name, copy) in enumerate(
         zip(files, names, copies, strict=True)  # pragma: no mutate - same lengths
@@ -212,7 +255,8 @@ def install(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
         ]
     body += [
         'if [ "$unit_changed" = 1 ]; then sctl daemon-reload; say "daemon-reload done"; fi',
-        'sctl enable --quiet "$unit"',
+        # The slots themselves are enabled by the control script: exactly one per process.
+        f"sctl enable --quiet {q(target_name(stage))}",
         'if [ "$changed" = 0 ]; then say "files unchanged"; fi',
     ]
     return as_root("\n".join(body))
@@ -227,85 +271,78 @@ def _stale_paths(stage: Stage, rendered_roles: set[str]) -> list[str]:
     return stale
 
 
-def _quiet(stage: Stage) -> str:
-    """Send TSTP, then wait a bounded time until no worker thread is busy.
-
-    Sidekiq's process title reads "sidekiq 6.4.1 app [3 of 5 busy] stopping";
-    it is refreshed on each heartbeat, about every 5 s.
-    """
-    wait = stage.config.rollout.max_busy_wait
-    return "\n".join(
-        [
-            'pid=$(sctl show -p MainPID --value "$unit")',
-            'sctl kill -s TSTP "$unit"',
-            'say "sent TSTP to MainPID $pid; waiting for the quiet flag"',
-            'title() { ps -o args= -p "$pid" 2>/dev/null || true; }',
-            f"confirm=$((SECONDS + {QUIET_CONFIRM_SECONDS}))",
-            'until [[ "$(title)" == *stopping* ]]; do',
-            "  (( SECONDS < confirm )) || break",
-            "  sleep 1",
-            "done",
-            f"deadline=$((SECONDS + {wait}))",
-            "while :; do",
-            "  busy=$(title | sed -n 's/.*\\[\\([0-9]\\+\\) of [0-9]\\+ busy\\].*/\\1/p')",
-            '  [ "${busy:-0}" -eq 0 ] && break',
-            "  if (( SECONDS >= deadline )); then",
-            f'    say "still $busy busy after {wait} s; going on: Sidekiq pushes unfinished jobs '
-            'back to Redis within its -t timeout"',
-            "    break",
-            "  fi",
-            "  sleep 1",
-            "done",
-            'say "quiet: ${busy:-0} busy"',
-        ]
-    )
-
-
 def restart(stage: Stage, host: str, app_version: str) -> str:
-    """Graceful restart: quiet, drain, restart, check; a host without it running gets a start."""
-    quiet_first = stage.config.rollout.quiet_first
-    body = [
-        _helpers(stage, host),
-        f"version={q(app_version)}",
-        'if ! sctl is-active --quiet "$unit"; then',
-        '  say "not running; starting it for $version"',
-        "  # A unit that hit its start limit (say, a release that could not boot) refuses to start.",  # pragma: no mutate - shell comment  # noqa: E501
-        '  sctl reset-failed "$unit" 2>/dev/null || true',
-        '  sctl start "$unit" || fail "start failed"',
-        "else",
-        '  old_pid=$(sctl show -p MainPID --value "$unit")',
-    ]
-    if quiet_first:
-        body.append(_quiet(stage))
-    body += [
-        '  say "restarting for $version"',
-        '  sctl restart "$unit" || fail "restart failed"',
-        "fi",
-        "sleep 1",
-        'sctl is-active --quiet "$unit" || fail "not active after the restart"',
-        'say "active, MainPID ${old_pid:-none} -> $(sctl show -p MainPID --value "$unit"), version $version"',
-    ]
-    return as_root("\n".join(body))
+    """Run the control script's restart: the whole rollout logic lives on the host, in one place."""
+    sidekiq = stage.config.sidekiq
+    command = f"SIDEKIQ_FLEET_HOST={q(host)} {q(control_path(stage))} restart {q(app_version)}"
+    if sidekiq.scope == "user":
+        # deploy runs it against its own user manager; root never acts for it there.
+        return as_root(
+            f"uid=$(id -u {q(sidekiq.user)})\n"
+            f'exec runuser -u {q(sidekiq.user)} -- env XDG_RUNTIME_DIR="/run/user/$uid" {command}'
+        )
+    return as_root(f"exec env {command}")
 
 
 def uninstall(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
-    """Stop (gracefully), disable and remove everything install created."""
+    """Stop every slot gracefully, then disable and remove every unit of the group and the
+    control script. Units are found by the group marker, so that those of a process removed
+    from the config, and a legacy G.service, go too."""
+    sidekiq = stage.config.sidekiq
+    group = sidekiq.unit_name
     body = [_helpers(stage, host)]
-    if stage.config.sidekiq.scope == "user":
-        body.append('systemctl start "user@$uid.service"  # its manager must run to stop the unit')
+    if sidekiq.scope == "user":
+        body.append('systemctl start "user@$uid.service"  # its manager must run to stop the units')
     body += [
-        'if sctl is-active --quiet "$unit"; then',
-        _quiet(stage) if stage.config.rollout.quiet_first else ":",
-        '  sctl stop "$unit" || fail "stop failed"',
+        f"dir={_resolve(unit_dir(stage))}",
+        "units=()",
+        'for file in "$dir"/*; do',
+        f'  [ -f "$file" ] && grep -q -x -F -e {q(group_marker(stage))} "$file" || continue',
+        '  units+=("${file##*/}")',
+        "done",
+        f"legacy={q(group + '.service')}",
+        f'if [ -f "$dir/$legacy" ] && grep -q -F -e {q(MANAGED_NOTE)} "$dir/$legacy"; then',
+        '  units+=("$legacy")',
         "fi",
-        'sctl disable --quiet "$unit" 2>/dev/null || true',
+        # Slots are the instances of each template; each may have a drain unit running.
+        "stop=() drains=()",
+        'for unit in "${units[@]}"; do',
+        "  case $unit in",
+        "    *@.service) base=${unit%@.service}",
+        '      stop+=("$base@a.service" "$base@b.service")',
+        '      drains+=("$base-drain-a.service" "$base-drain-b.service") ;;',
+        '    *) stop+=("$unit") ;;',
+        "  esac",
+        "done",
+        "journal_tail() {",
+        f'  local matches=() unit; for unit in "${{stop[@]}}"; do matches+=({_journal_match(sidekiq.scope)}); done',  # noqa: E501
+        f'  journalctl "${{matches[@]}}" -n {JOURNAL_LINES} --no-pager -o short-iso 2>&1 || true',
+        "}",
+        # Disarmed first: an armed path unit would start Sidekiq again as soon as it stops.
+        f"sctl disable --now --quiet {q(first_release_name(stage, 'path'))} 2>/dev/null || true",
+        'for unit in "${drains[@]}"; do',
+        '  if sctl is-active --quiet "$unit"; then sctl stop "$unit"; fi',
+        "done",
+        'if [ "${#stop[@]}" -gt 0 ]; then',
+        '  say "stopping ${stop[*]}"',
+        '  if ! sctl stop "${stop[@]}"; then',
+        f'    echo "last {JOURNAL_LINES} journal lines of group $group on host $host:" >&2',
+        "    journal_tail | sed 's/^/    /' >&2",
+        '    die "stop failed"',
+        "  fi",
+        '  sctl disable --quiet "${stop[@]}" 2>/dev/null || true',
+        "fi",
+        'for unit in "${units[@]}"; do rm -f "$dir/$unit"; done',
+        # Our target is gone: so are the links in its .wants, even one made by hand.
+        f'rm -rf "$dir"/{q(group + ".target.wants")}',
     ]
-    paths = {f.path for f in files} | set(_stale_paths(stage, set()))
+    paths = {f.path for f in files if f.role != "unit"} | set(_stale_paths(stage, set()))
     for path in sorted(paths):
         body.append(f"rm -f {_resolve(path)}")
     body += [
+        f"rm -rf {_resolve(version_dir(stage))}",
         "sctl daemon-reload",
-        'sctl reset-failed "$unit" 2>/dev/null || true',
+        'sctl reset-failed "${stop[@]}" 2>/dev/null || true',
         f"rm -rf {q(staging_dir(stage))}",
         "# Shared parents go too once empty; other units' files keep them.",  # pragma: no mutate - shell comment  # noqa: E501
         f"rmdir --ignore-fail-on-non-empty {q(STAGING_DIR)} {q(STATE_DIR)} 2>/dev/null || true",
@@ -313,3 +350,10 @@ def uninstall(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
         'say "uninstalled"',
     ]
     return as_root("\n".join(body))
+
+
+def _journal_match(scope: str) -> str:
+    # `journalctl --user-unit` as root finds nothing; matches of one field are ORed.
+    if scope == "user":
+        return '"_SYSTEMD_USER_UNIT=$unit" "_UID=$uid"'
+    return '-u "$unit"'

@@ -20,6 +20,11 @@ from .hosts import Host
 from .render import RenderedFile, files_digest
 
 
+def copy_name(file: RenderedFile) -> str:
+    """Stable per file: a unit by its name, so that adding a process adds a copy and moves none."""
+    return f"unit-{file.path.rsplit('/', 1)[1]}" if file.role == "unit" else file.role
+
+
 def _secret_if(value: str, secret: bool) -> pulumi.Input[str]:
     return pulumi.Output.secret(value) if secret else value
 
@@ -74,7 +79,7 @@ class SidekiqService(pulumi.ComponentResource):
         )
         copies = [
             remote.CopyToRemote(
-                f"{name}-copy-{file.role}",
+                f"{name}-copy-{copy_name(file)}",
                 connection=connection,
                 source=(
                     pulumi.Output.secret(file.content).apply(pulumi.StringAsset)

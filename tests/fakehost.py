@@ -18,7 +18,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-OVERLAID = ("/etc", "/var/lib", "/home")
+OVERLAID = ("/etc", "/var/lib", "/home", "/usr/local")
 # What the date fake answers to date +%s.
 EPOCH = 1764300000
 # The run-as user and the login user, for getent, id, install -o and runuser.
@@ -116,7 +116,7 @@ class FakeHost:
         ("mktemp", "-d /run/*.XXXXXX"): ('mkdir "${2%.*}.test" && echo "${2%.*}.test"',),
     }
     # Logged, then the real program: their effects land in the overlays.
-    SPIED = ("install", "mv", "rm", "rmdir", "mkdir", "mktemp", "cmp", "getent", "id")
+    SPIED = ("install", "mv", "rm", "rmdir", "mkdir", "mktemp", "cmp", "getent", "id", "stat")
     # Logged and answered by rules only.
     FAKED = ("sudo", "systemctl", "journalctl", "ps", "visudo", "systemd-analyze", "sleep")
     FAKED += ("runuser", "loginctl", "cloud-init", "date")
@@ -223,9 +223,9 @@ class FakeHost:
             user, _, rest = path[1:].partition("/")
             path = f"/home/{user}/{rest}"
         for top in OVERLAID:
-            if path == top + "/" or path.startswith(top + "/"):
+            if path in (top, top + "/") or path.startswith(top + "/"):
                 return self.root / "sandbox" / (kind + top.replace("/", "_")) / path[len(top) + 1 :]
-        if path in ("/", "/etc", "/var", "/var/lib", "/home"):
+        if path in ("/", "/var", "/usr"):
             return self.root / "sandbox" / "none"  # above the overlays: never a whiteout
         raise AssertionError(f"{path} is outside the sandbox's overlays {OVERLAID}")
 

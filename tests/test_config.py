@@ -139,7 +139,6 @@ def test_minimal_ec2_stage_parses_with_defaults():
     assert stage.name == "staging"
     assert stage.app_dir == "/var/www/example/staging/current"
     assert stage.environment == "staging"
-    assert stage.unit == "sidekiq.service"
     assert stage.timeout_stop_sec == 25 + 5
     assert stage.ssh_user == "admin"  # default Debian AMI lookup
     hosts = stage.config.hosts
@@ -151,6 +150,79 @@ def test_minimal_ec2_stage_parses_with_defaults():
     assert stage.config.sidekiq.user == "deploy"
     assert stage.config.sidekiq.command == "bundle exec sidekiq"
     assert stage.config.rollout.batch_size == 1
+
+
+def test_rollout_defaults_overlap_without_a_busy_wait():
+    rollout = parse_stage("staging", EC2_BASE).config.rollout
+    assert (rollout.strategy, rollout.drain_timeout, rollout.memory_margin) == ("overlap", None, 256)
+    assert (rollout.quiet_first, rollout.max_busy_wait) == (True, 0)
+
+
+def test_one_default_process_when_none_is_declared():
+    stage = parse_stage("staging", with_change(EC2_BASE, "sidekiq.timeout", 40))
+    assert stage.config.sidekiq.processes is None
+    assert [(p.name, p.config_file, p.drain_timeout) for p in stage.processes] == [
+        ("default", "config/sidekiq.yml", 40)
+    ]
+
+
+def test_processes_fill_in_config_file_and_drain_timeout_in_order():
+    values = with_changes(
+        EC2_BASE,
+        {
+            "sidekiq.configFile": "config/main.yml",
+            "sidekiq.timeout": 20,
+            "rollout.drainTimeout": 3600,
+            "sidekiq.processes": [
+                {"name": "default"},
+                {"name": "low", "configFile": "/etc/sidekiq/low.yml", "drainTimeout": 7200},
+                {"name": "mail-2", "configFile": "config/mail.yml"},
+            ],
+        },
+    )
+    stage = parse_stage("staging", values)
+    assert [(p.name, p.config_file, p.drain_timeout) for p in stage.processes] == [
+        ("default", "config/main.yml", 3600),
+        ("low", "/etc/sidekiq/low.yml", 7200),
+        ("mail-2", "config/mail.yml", 3600),
+    ]
+    # The declared values stay as written: `render` and the docs show what the user set.
+    assert stage.config.sidekiq.processes[0].config_file is None
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        ({"sidekiq.processes": [{"name": f"p{i}"} for i in range(16)]}),
+        ({"sidekiq.processes": [{"name": "a" * 32}]}),
+        ({"sidekiq.processes": [{"name": "0"}]}),
+        ({"rollout.drainTimeout": 86400, "rollout.memoryMargin": 1048576}),
+        ({"rollout.drainTimeout": 1, "rollout.memoryMargin": 0, "rollout.maxBusyWait": 3600}),
+        ({"sidekiq.processes": [{"name": "p", "drainTimeout": 86400}]}),
+        ({"sidekiq.processes": [{"name": "p", "drainTimeout": 1}]}),
+        ({"sidekiq.configFile": "/srv/app/config/sidekiq.yml"}),
+        ({"sidekiq.configFile": "sidekiq.yml"}),
+        ({"sidekiq.unitName": "systemd"}),
+        ({"sidekiq.unitName": "stagings"}),
+        ({"rollout.quietFirst": False}),
+    ],
+)
+def test_rollout_and_process_bounds_that_are_accepted(changes):
+    assert parse_stage("staging", with_changes(EC2_BASE, changes)).name == "staging"
+
+
+# The control script is /usr/local/sbin/<unitName>ctl: these would shadow a Debian host's own tools.
+SHADOWING = ["system", "journal", "login", "network", "hostname", "timedate", "locale", "machine", "bus"]
+SHADOWING += ["resolve", "coredump", "boot", "oom", "portable", "userdb", "home", "sys"]
+
+
+@pytest.mark.parametrize("name", SHADOWING)
+def test_a_unit_name_whose_control_script_would_shadow_a_host_tool_is_refused(name):
+    problems = problems_of(with_change(EC2_BASE, "sidekiq.unitName", name))
+    assert problems == [
+        f"{NS}:sidekiq.unitName: {name} would install the control script as /usr/local/sbin/{name}ctl, "
+        f"ahead of the host's own {name}ctl in root's PATH; expected another name, such as sidekiq"
+    ]
 
 
 def test_minimal_existing_stage_parses():
@@ -177,7 +249,6 @@ def test_derived_values_follow_overrides():
     stage = parse_stage("staging", values)
     assert stage.app_dir == "/srv/app/current"
     assert stage.environment == "production"
-    assert stage.unit == "sidekiq-critical.service"
     assert stage.timeout_stop_sec == 45
     explicit = parse_stage("staging", with_change(values, "sidekiq.timeoutStopSec", 90))
     assert explicit.timeout_stop_sec == 90
@@ -643,6 +714,221 @@ BAD_INPUTS = [
         "expected an IP address or DNS name",
         id="existing-address-option-injection",
     ),
+    # processes and rollout
+    pytest.param(
+        "ec2",
+        {"sidekiq.processes": []},
+        "sidekiq.processes",
+        "expected a list of 1 to 16 {name, configFile, drainTimeout}; defaults to one process, default",
+        id="processes-empty",
+    ),
+    pytest.param(
+        "ec2",
+        {"sidekiq.processes": [{"name": f"p{i}"} for i in range(17)]},
+        "sidekiq.processes",
+        "at most 16 items",
+        id="processes-17",
+    ),
+    pytest.param(
+        "ec2",
+        {"sidekiq.processes": [{"name": "low"}, {"name": "high"}, {"name": "low"}]},
+        "sidekiq.processes",
+        "names repeat; expected each process name once",
+        id="processes-duplicate-name",
+    ),
+    pytest.param(
+        "ec2",
+        {"sidekiq.processes": [{"name": "default"}, {"name": "Low"}]},
+        "sidekiq.processes[1].name",
+        "expected lowercase letters, digits and -, at most 32, such as default or low",
+        id="process-name-uppercase",
+    ),
+    pytest.param(
+        "ec2",
+        {"sidekiq.processes": [{"name": "a" * 33}]},
+        "sidekiq.processes[0].name",
+        "at most 32",
+        id="process-name-33",
+    ),
+    pytest.param(
+        "ec2",
+        {"sidekiq.processes": [{"name": "-low"}]},
+        "sidekiq.processes[0].name",
+        "expected lowercase letters, digits and -",
+        id="process-name-leading-dash",
+    ),
+    pytest.param(
+        "ec2",
+        {"sidekiq.processes": [{"name": "low@a"}]},
+        "sidekiq.processes[0].name",
+        "expected lowercase letters, digits and -",
+        id="process-name-with-at",
+    ),
+    pytest.param(
+        "ec2",
+        {"sidekiq.processes": [{"configFile": "config/low.yml"}]},
+        "sidekiq.processes[0].name",
+        "is required; expected lowercase letters",
+        id="process-name-missing",
+    ),
+    pytest.param(
+        "ec2",
+        {"sidekiq.processes": [{"name": "low", "queues": ["low"]}]},
+        "sidekiq.processes[0].queues",
+        "unknown key",
+        id="process-unknown-key",
+    ),
+    pytest.param(
+        "ec2",
+        {"sidekiq.processes": [{"name": "low", "drainTimeout": 0}]},
+        "sidekiq.processes[0].drainTimeout",
+        "expected seconds the old slot may drain after a restart, 1 to 86400",
+        id="process-drainTimeout-0",
+    ),
+    pytest.param(
+        "ec2",
+        {"sidekiq.processes": [{"name": "low", "drainTimeout": 86401}]},
+        "sidekiq.processes[0].drainTimeout",
+        "1 to 86400",
+        id="process-drainTimeout-86401",
+    ),
+    pytest.param(
+        "ec2",
+        {"sidekiq.processes": [{"name": "low", "configFile": "config/../low.yml"}]},
+        "sidekiq.processes[0].configFile",
+        "must be a normalized path without .., //, ./ or a trailing /; "
+        "expected a normalized path relative to appDir, or absolute",
+        id="process-configFile-dotdot",
+    ),
+    pytest.param(
+        "ec2",
+        {"sidekiq.processes": [{"name": "low", "configFile": "config/low yml"}]},
+        "sidekiq.processes[0].configFile",
+        "expected a normalized path relative to appDir",
+        id="process-configFile-space",
+    ),
+    pytest.param(
+        "ec2",
+        {"sidekiq.configFile": "../shared/sidekiq.yml"},
+        "sidekiq.configFile",
+        "must be a normalized path without ..",
+        id="configFile-leading-dotdot",
+    ),
+    pytest.param(
+        "ec2",
+        {"sidekiq.configFile": ".."},
+        "sidekiq.configFile",
+        "must be a normalized path without ..",
+        id="configFile-dotdot",
+    ),
+    pytest.param(
+        "ec2",
+        {"sidekiq.configFile": "./config/sidekiq.yml"},
+        "sidekiq.configFile",
+        "must be a normalized path",
+        id="configFile-dot-slash",
+    ),
+    pytest.param(
+        "ec2",
+        {"sidekiq.configFile": "config//sidekiq.yml"},
+        "sidekiq.configFile",
+        "must be a normalized path",
+        id="configFile-double-slash",
+    ),
+    pytest.param(
+        "ec2",
+        {"sidekiq.configFile": "/srv/app/../sidekiq.yml"},
+        "sidekiq.configFile",
+        "must be a normalized absolute path without .., // or a trailing /",
+        id="configFile-absolute-dotdot",
+    ),
+    pytest.param(
+        "ec2",
+        {"sidekiq.unitName": "system"},
+        "sidekiq.unitName",
+        "system would install the control script as /usr/local/sbin/systemctl, ahead of the host's own "
+        "systemctl in root's PATH; expected another name, such as sidekiq",
+        id="unitName-shadows-systemctl",
+    ),
+    pytest.param(
+        "ec2",
+        {"sidekiq.unitName": "sys"},
+        "sidekiq.unitName",
+        "/usr/local/sbin/sysctl, ahead of the host's own sysctl",
+        id="unitName-shadows-sysctl",
+    ),
+    pytest.param(
+        "ec2",
+        {"sidekiq.unitName": "journal"},
+        "sidekiq.unitName",
+        "/usr/local/sbin/journalctl",
+        id="unitName-shadows-journalctl",
+    ),
+    pytest.param(
+        "ec2",
+        {"sidekiq.unitName": "staging"},
+        "sidekiq.unitName",
+        "staging is the name of sidekiq-fleet's upload directory on the hosts; expected another name",
+        id="unitName-staging",
+    ),
+    pytest.param(
+        "ec2",
+        {"rollout.strategy": "rolling"},
+        "rollout.strategy",
+        "expected overlap (start the new process, then quiet the old one) or restart (stop, then start)",
+        id="strategy-unknown",
+    ),
+    pytest.param(
+        "ec2",
+        {"rollout.drainTimeout": 0},
+        "rollout.drainTimeout",
+        "expected seconds the old slot may drain after an overlap restart, 1 to 86400; "
+        "defaults to sidekiq.timeout",
+        id="drainTimeout-0",
+    ),
+    pytest.param(
+        "ec2",
+        {"rollout.drainTimeout": 86401},
+        "rollout.drainTimeout",
+        "less than or equal to 86400",
+        id="drainTimeout-86401",
+    ),
+    pytest.param(
+        "ec2",
+        {"rollout.memoryMargin": -1},
+        "rollout.memoryMargin",
+        "expected MiB that must stay free with both slots running, 0 to 1048576",
+        id="memoryMargin-negative",
+    ),
+    pytest.param(
+        "ec2",
+        {"rollout.memoryMargin": 1048577},
+        "rollout.memoryMargin",
+        "less than or equal to 1048576",
+        id="memoryMargin-too-big",
+    ),
+    pytest.param(
+        "ec2",
+        {"rollout.maxBusyWait": 3601},
+        "rollout.maxBusyWait",
+        "expected seconds a restart-strategy stop waits for busy workers, 0 to 3600",
+        id="maxBusyWait-3601",
+    ),
+    pytest.param(
+        "ec2",
+        {"rollout.maxBusyWait": -1},
+        "rollout.maxBusyWait",
+        "greater than or equal to 0",
+        id="maxBusyWait-negative",
+    ),
+    pytest.param(
+        "ec2",
+        {"rollout.maxBusyWait": 30, "rollout.quietFirst": False},
+        "rollout.maxBusyWait",
+        "30 has no effect with quietFirst: false, as only a quiet process stops taking jobs; "
+        "expected 0, or quietFirst: true",
+        id="maxBusyWait-without-quietFirst",
+    ),
     # env
     pytest.param(
         "ec2",
@@ -934,7 +1220,7 @@ def test_committed_stack_files_parse(stage_name):
     stage = parse_stage(stage_name, values)
     assert stage.config.app == "example"
     assert stage.ssh_user == "admin"
-    assert stage.unit == "sidekiq.service"
+    assert [p.name for p in stage.processes] == ["default"]
     assert stage.app_dir == f"/var/www/example/{stage_name}/current"
     assert stage.config.sidekiq.command == "/home/deploy/.rbenv/shims/bundle exec sidekiq"
 
@@ -964,8 +1250,18 @@ def test_committed_stack_values():
 @pytest.mark.parametrize("stage_name", ["staging", "production"])
 def test_render_stage_of_committed_stacks(stage_name):
     text = render_stage(stage_name)
-    assert "# ==> /etc/systemd/system/sidekiq.service" in text
-    assert f"/var/www/example/{stage_name}/current" in text
+    headers = [line for line in text.splitlines() if line.startswith("# ==> ")]
+    assert headers == [
+        "# ==> /etc/systemd/system/sidekiq.target  (mode 0644, owner root:root)",
+        "# ==> /etc/systemd/system/sidekiq-default@.service  (mode 0644, owner root:root)",
+        "# ==> /etc/systemd/system/sidekiq-first-release.path  (mode 0644, owner root:root)",
+        "# ==> /etc/systemd/system/sidekiq-first-release.service  (mode 0644, owner root:root)",
+        "# ==> /usr/local/sbin/sidekiqctl  (mode 0755, owner root:root)",
+        "# ==> /etc/sudoers.d/sidekiq-fleet-sidekiq  (mode 0440, owner root:root)",
+        # Only staging sets env.
+        *(["# ==> /etc/sidekiq-fleet/sidekiq.env  (mode 0600, owner root:root)"] * (stage_name == "staging")),
+    ]
+    assert f"WorkingDirectory=/var/www/example/{stage_name}/current\n" in text
 
 
 def test_render_stage_reports_config_problems(tmp_path):

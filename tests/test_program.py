@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import runpy
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,6 +152,16 @@ def restart_of(monitor: RecordingMonitor, host: str) -> Registration:
 
 
 HOSTS = [f"example-staging-sidekiq-{i}" for i in (1, 2, 3)]
+# One copy per rendered file; a unit's by its name, so that adding a process moves no other copy.
+COPIES = [
+    "unit-sidekiq.target",
+    "unit-sidekiq-default@.service",
+    "unit-sidekiq-first-release.path",
+    "unit-sidekiq-first-release.service",
+    "control",
+    "sudoers",
+    "env",
+]
 
 
 @pytest.fixture
@@ -186,6 +197,38 @@ def test_restart_triggers_hold_the_app_version(ec2_program: RecordingMonitor) ->
         assert "triggers[*]" in restart.replace_on_changes
 
 
+def test_restart_runs_the_control_scripts_restart_for_its_host(ec2_program: RecordingMonitor) -> None:
+    for host in HOSTS:
+        body = shlex.split(restart_of(ec2_program, host).inputs["create"])[4]
+        assert body.splitlines()[-1] == (
+            f"exec env SIDEKIQ_FLEET_HOST={host} /usr/local/sbin/sidekiqctl restart v1.2.3"
+        )
+
+
+def triggers_of(processes: list[dict[str, str]] | None, version: str = "v1.2.3") -> dict[str, list]:
+    values = ec2_values(count=1)
+    values["appVersion"] = version
+    if processes is not None:
+        values["sidekiq"] = {"processes": processes}
+    monitor = configure("staging", values, secret_keys=("ssh",))
+    run_program(monitor)
+    host = HOSTS[0]
+    return {
+        step: monitor.registrations[f"{host}-{step}"].inputs["triggers"] for step in ("install", "restart")
+    }
+
+
+def test_a_new_process_reinstalls_and_restarts_and_a_version_bump_only_restarts() -> None:
+    """The files' digest triggers both; appVersion only the restart (env secret left out: plain digests)."""
+    base = triggers_of(None)
+    added = triggers_of([{"name": "default"}, {"name": "low"}])
+    bumped = triggers_of(None, version="v1.2.4")
+    assert added["install"] != base["install"] and added["restart"][1] == added["install"][0]
+    assert added["restart"][0] == base["restart"][0] == "v1.2.3"
+    assert bumped["install"] == base["install"]
+    assert bumped["restart"] == ["v1.2.4", base["install"][0]]
+
+
 def test_restart_depends_on_install_and_install_on_every_copy(ec2_program: RecordingMonitor) -> None:
     regs = ec2_program.registrations
     for host in HOSTS:
@@ -193,7 +236,7 @@ def test_restart_depends_on_install_and_install_on_every_copy(ec2_program: Recor
         assert regs[f"{host}-install"].urn in restart_of(ec2_program, host).dependencies
         all_copies = ec2_program.of_type("command:remote:CopyToRemote")
         copies = [r for r in all_copies if r.name.startswith(host + "-")]
-        assert {c.name.rsplit("-", 1)[1] for c in copies} == {"unit", "sudoers", "env"}
+        assert sorted(c.name.removeprefix(f"{host}-copy-") for c in copies) == sorted(COPIES)
         assert {c.urn for c in copies} <= set(install.dependencies)
         assert regs[f"{host}-prepare"].urn in copies[0].dependencies
         assert regs[f"{host}-port-open"].urn in regs[f"{host}-prepare"].dependencies
@@ -228,7 +271,9 @@ def test_no_triggered_resource_has_a_delete(ec2_program: RecordingMonitor) -> No
     assert sorted(c.name for c in uninstalls) == sorted(f"{h}-uninstall" for h in HOSTS)
     for command in uninstalls:
         assert "triggers" not in command.inputs and "create" not in command.inputs
-        assert "rm -f /etc/systemd/system/sidekiq.service" in command.inputs["delete"]
+        body = shlex.split(command.inputs["delete"])[4]
+        assert "rm -f /usr/local/sbin/sidekiqctl" in body.splitlines()
+        assert "grep -q -x -F -e '# sidekiq-fleet group: sidekiq'" in body
 
 
 def connection_of(reg: Registration) -> dict[str, Any]:
@@ -238,8 +283,8 @@ def connection_of(reg: Registration) -> dict[str, Any]:
 
 def test_secrets_stay_secret(ec2_program: RecordingMonitor) -> None:
     remote = [r for r in ec2_program.registrations.values() if r.type.startswith("command:remote:")]
-    # prepare, three copies, install, restart and uninstall on each of the 3 hosts
-    assert len(remote) == 21
+    # prepare, seven copies, install, restart and uninstall on each of the 3 hosts
+    assert len(remote) == 33
     for reg in remote:
         connection = reg.inputs["connection"]
         assert is_secret(connection) or is_secret(connection["privateKey"]), reg.name
@@ -265,8 +310,9 @@ def test_stack_outputs_have_the_documented_shape(ec2_program: RecordingMonitor) 
         "appVersion": "v1.2.3",
         "scope": "system",
         "deployUser": "deploy",
-        "units": ["sidekiq.service"],
+        "units": ["sidekiq.target", "sidekiq-default@.service"],
     }
+    assert outputs["control"] == "/usr/local/sbin/sidekiqctl"
     assert [h["name"] for h in outputs["hosts"]] == HOSTS
     first = outputs["hosts"][0]
     assert first == {
@@ -275,7 +321,8 @@ def test_stack_outputs_have_the_documented_shape(ec2_program: RecordingMonitor) 
         "port": 22.0,
         "sshUser": "admin",
         "hostKey": None,
-        "units": ["sidekiq.service"],
+        "units": ["sidekiq.target", "sidekiq-default@.service"],
+        "control": "/usr/local/sbin/sidekiqctl",
         "appVersion": "v1.2.3",
         "instanceId": "example-staging-1-id",
         "publicIp": "198.51.100.1",
@@ -294,7 +341,14 @@ def test_ssh_goes_to_the_configured_instance_address(ssh_address: str, prefix: s
     run_program(monitor)
     for number, host in ((1, HOSTS[0]), (2, HOSTS[1])):
         address = f"{prefix}{number}"
-        for step in ("prepare", "install", "restart", "uninstall", "copy-unit"):
+        for step in (
+            "prepare",
+            "install",
+            "restart",
+            "uninstall",
+            "copy-unit-sidekiq.target",
+            "copy-control",
+        ):
             assert connection_of(monitor.registrations[f"{host}-{step}"])["host"] == address, step
         port_open = monitor.registrations[f"{host}-port-open"].inputs["create"]
         assert port_open.startswith(f"address={address} port=22 "), port_open
@@ -317,7 +371,8 @@ def test_existing_hosts_get_the_same_output_shape_and_pinned_keys() -> None:
         "port": 22.0,
         "sshUser": "admin",
         "hostKey": HOST_KEY,
-        "units": ["sidekiq.service"],
+        "units": ["sidekiq.target", "sidekiq-default@.service"],
+        "control": "/usr/local/sbin/sidekiqctl",
         "appVersion": "3f2c1e9",
         "instanceId": None,
         "publicIp": None,

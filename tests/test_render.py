@@ -12,13 +12,26 @@ from components.config import Stage
 from components.render import (
     exec_start,
     files_digest,
+    render_control,
     render_env_file,
     render_files,
+    render_first_release_path,
+    render_first_release_service,
     render_sudoers,
+    render_target,
     render_unit,
     render_user_data,
 )
 from tests.conftest import EXISTING_STAGE, stage_from
+
+HEADER = (
+    "# Managed by sidekiq-fleet (pulumi up); local edits are overwritten.\n# sidekiq-fleet group: sidekiq\n"
+)
+
+
+def unit_of(stage: Stage, project_dir: Path | None = None, process: int = 0) -> str:
+    """The slot template of one process (the first by default)."""
+    return render_unit(stage, stage.processes[process], project_dir)
 
 
 def directives(unit: str) -> dict[tuple[str, str], list[str]]:
@@ -38,7 +51,7 @@ def directives(unit: str) -> dict[tuple[str, str], list[str]]:
 
 
 SEED_STAGING = {
-    ("Unit", "Description"): "sidekiq",
+    ("Unit", "Description"): "sidekiq-default slot %i",
     ("Unit", "After"): "syslog.target network.target",
     ("Service", "Type"): "notify",
     ("Service", "WatchdogSec"): "10",
@@ -47,12 +60,12 @@ SEED_STAGING = {
     ("Service", "Environment"): "MALLOC_ARENA_MAX=2",
     ("Service", "RestartSec"): "1",
     ("Service", "Restart"): "always",
-    ("Install", "WantedBy"): "multi-user.target",
+    ("Install", "WantedBy"): "sidekiq.target",
 }
 
 
 def test_unit_has_every_seed_directive_with_the_seed_values(staging: Stage) -> None:
-    found = directives(render_unit(staging))
+    found = directives(unit_of(staging))
     for key, value in SEED_STAGING.items():
         assert found.get(key) == [value], key
     # The seed's ExecStart, with -t added inside the login shell's command.
@@ -64,19 +77,20 @@ def test_unit_has_every_seed_directive_with_the_seed_values(staging: Stage) -> N
 
 def test_stop_timeout_follows_the_sidekiq_timeout(existing_values) -> None:
     existing_values["sidekiq"] = {"timeout": 60}
-    found = directives(render_unit(stage_from(existing_values)))
+    found = directives(unit_of(stage_from(existing_values)))
     assert found[("Service", "TimeoutStopSec")] == ["65"]
     assert found[("Service", "ExecStart")][0].endswith(" -t 60'")
 
 
 def test_watchdog_zero_leaves_the_directive_out(existing_values) -> None:
     existing_values["sidekiq"] = {"watchdogSec": 0}
-    assert ("Service", "WatchdogSec") not in directives(render_unit(stage_from(existing_values)))
+    assert ("Service", "WatchdogSec") not in directives(unit_of(stage_from(existing_values)))
 
 
 def test_exec_start_without_login_shell_is_a_plain_command(existing_values) -> None:
     existing_values["sidekiq"] = {"loginShell": False, "command": "/usr/bin/bundle exec sidekiq"}
-    assert exec_start(stage_from(existing_values)) == (
+    stage = stage_from(existing_values)
+    assert exec_start(stage, stage.processes[0]) == (
         "/usr/bin/bundle exec sidekiq -e staging -C config/sidekiq.yml -t 25"
     )
 
@@ -85,34 +99,48 @@ def test_user_scope_unit_has_no_user_and_wants_default_target(existing_values) -
     existing_values["sidekiq"] = {"scope": "user"}
     existing_values["env"] = {"REDIS_URL": "redis://localhost/1"}
     stage = stage_from(existing_values)
-    found = directives(render_unit(stage))
+    found = directives(unit_of(stage))
     assert ("Service", "User") not in found and ("Service", "Group") not in found
-    assert found[("Install", "WantedBy")] == ["default.target"]
+    assert found[("Install", "WantedBy")] == ["sidekiq.target"]
+    assert directives(render_target(stage))[("Install", "WantedBy")] == ["default.target"]
+    assert directives(render_first_release_path(stage))[("Install", "WantedBy")] == ["default.target"]
     assert found[("Service", "EnvironmentFile")] == ["%h/.config/sidekiq-fleet/sidekiq.env"]
-    files = {f.role: f for f in render_files(stage)}
-    assert set(files) == {"unit", "env"}, "a user unit needs no sudoers drop-in"
-    assert files["unit"].path == "~deploy/.config/systemd/user/sidekiq.service"
-    assert (files["env"].owner, files["env"].mode) == ("deploy", "0600")
+    files = [(f.role, f.path, f.mode, f.owner, f.group) for f in render_files(stage)]
+    assert files == [
+        ("unit", "~deploy/.config/systemd/user/sidekiq.target", "0644", "deploy", "deploy"),
+        ("unit", "~deploy/.config/systemd/user/sidekiq-default@.service", "0644", "deploy", "deploy"),
+        ("unit", "~deploy/.config/systemd/user/sidekiq-first-release.path", "0644", "deploy", "deploy"),
+        ("unit", "~deploy/.config/systemd/user/sidekiq-first-release.service", "0644", "deploy", "deploy"),
+        # Still root's: deploy runs it and must not be able to change it.
+        ("control", "/usr/local/sbin/sidekiqctl", "0755", "root", "root"),
+        ("env", "~deploy/.config/sidekiq-fleet/sidekiq.env", "0600", "deploy", "deploy"),
+    ], "a user unit needs no sudoers drop-in"
 
 
 def test_files_for_system_scope_have_root_owners_and_modes(existing_values) -> None:
     existing_values["env"] = {"REDIS_URL": "redis://localhost/1"}
-    files = {f.role: f for f in render_files(stage_from(existing_values))}
-    assert (files["unit"].path, files["unit"].mode, files["unit"].owner) == (
-        "/etc/systemd/system/sidekiq.service",
-        "0644",
-        "root",
-    )
-    assert (files["sudoers"].path, files["sudoers"].mode) == ("/etc/sudoers.d/sidekiq-fleet-sidekiq", "0440")
-    assert "." not in Path(files["sudoers"].path).name, "sudo skips sudoers.d files with a dot"
-    assert (files["env"].path, files["env"].mode, files["env"].secret) == (
-        "/etc/sidekiq-fleet/sidekiq.env",
-        "0600",
-        True,
-    )
-    assert directives(files["unit"].content)[("Service", "EnvironmentFile")] == [
+    rendered = render_files(stage_from(existing_values))
+    staging = "/var/lib/sidekiq-fleet/staging/sidekiq"
+    assert [(f.role, f.path, f.mode, f.owner, f.group, f.staged_path, f.secret) for f in rendered] == [
+        ("unit", "/etc/systemd/system/sidekiq.target", "0644", "root", "root",
+         f"{staging}/sidekiq.target", False),
+        ("unit", "/etc/systemd/system/sidekiq-default@.service", "0644", "root", "root",
+         f"{staging}/sidekiq-default@.service", False),
+        ("unit", "/etc/systemd/system/sidekiq-first-release.path", "0644", "root", "root",
+         f"{staging}/sidekiq-first-release.path", False),
+        ("unit", "/etc/systemd/system/sidekiq-first-release.service", "0644", "root", "root",
+         f"{staging}/sidekiq-first-release.service", False),
+        ("control", "/usr/local/sbin/sidekiqctl", "0755", "root", "root", f"{staging}/sidekiqctl", False),
+        ("sudoers", "/etc/sudoers.d/sidekiq-fleet-sidekiq", "0440", "root", "root",
+         f"{staging}/sidekiq-fleet-sidekiq", False),
+        ("env", "/etc/sidekiq-fleet/sidekiq.env", "0600", "root", "root", f"{staging}/sidekiq.env", True),
+    ]  # fmt: skip
+    assert "." not in Path(rendered[5].path).name, "sudo skips sudoers.d files with a dot"
+    assert directives(rendered[1].content)[("Service", "EnvironmentFile")] == [
         "/etc/sidekiq-fleet/sidekiq.env"
     ]
+    by_path = {f.path: f.content for f in rendered}
+    assert by_path["/usr/local/sbin/sidekiqctl"] == render_control(stage_from(existing_values))
 
 
 def test_env_file_quotes_values_for_systemd() -> None:
@@ -121,23 +149,20 @@ def test_env_file_quotes_values_for_systemd() -> None:
     assert lines == ['A="plain value"', 'B="say \\"hi\\" \\\\ $(id) `x`"']
 
 
+# sudo matches the arguments exactly: `status` allows `sidekiqctl status` and refuses
+# `sidekiqctl status x` (checked with sudo 1.9.13, where `status ""` would demand a literal "").
 STAGING_SUDOERS = """\
 # Managed by sidekiq-fleet (pulumi up); local edits are overwritten.
-# deploy may quiet, reload, start, stop, restart and inspect sidekiq.service, nothing else.
+# deploy may run /usr/local/sbin/sidekiqctl with these verbs and no other argument, nothing else.
 # Not `NOPASSWD: /usr/bin/systemctl`: that lets deploy start any unit, which is root.
 Cmnd_Alias SIDEKIQ_FLEET_SIDEKIQ = \\
-    /usr/bin/systemctl start sidekiq, \\
-    /usr/bin/systemctl stop sidekiq, \\
-    /usr/bin/systemctl restart sidekiq, \\
-    /usr/bin/systemctl status sidekiq, \\
-    /usr/bin/systemctl reload sidekiq, \\
-    /usr/bin/systemctl start sidekiq.service, \\
-    /usr/bin/systemctl stop sidekiq.service, \\
-    /usr/bin/systemctl restart sidekiq.service, \\
-    /usr/bin/systemctl status sidekiq.service, \\
-    /usr/bin/systemctl reload sidekiq.service, \\
-    /usr/bin/systemctl kill -s TSTP sidekiq, \\
-    /usr/bin/systemctl kill -s TSTP sidekiq.service
+    /usr/local/sbin/sidekiqctl status, \\
+    /usr/local/sbin/sidekiqctl quiet, \\
+    /usr/local/sbin/sidekiqctl stop, \\
+    /usr/local/sbin/sidekiqctl start, \\
+    /usr/local/sbin/sidekiqctl restart, \\
+    /usr/local/sbin/sidekiqctl logs, \\
+    /usr/local/sbin/sidekiqctl follow
 deploy ALL=(root) NOPASSWD: SIDEKIQ_FLEET_SIDEKIQ
 """
 
@@ -155,16 +180,8 @@ def test_sudoers_names_the_configured_user_and_unit(existing_values) -> None:
     assert rules[-1] == "app_runner ALL=(root) NOPASSWD: SIDEKIQ_FLEET_SIDEKIQ_CRITICAL"
     commands = [line.strip().removesuffix(", \\") for line in rules[1:-1]]
     assert commands == [
-        *(
-            f"/usr/bin/systemctl {verb} sidekiq-critical"
-            for verb in ("start", "stop", "restart", "status", "reload")
-        ),
-        *(
-            f"/usr/bin/systemctl {verb} sidekiq-critical.service"
-            for verb in ("start", "stop", "restart", "status", "reload")
-        ),
-        "/usr/bin/systemctl kill -s TSTP sidekiq-critical",
-        "/usr/bin/systemctl kill -s TSTP sidekiq-critical.service",
+        f"/usr/local/sbin/sidekiq-criticalctl {verb}"
+        for verb in ("status", "quiet", "stop", "start", "restart", "logs", "follow")
     ]
 
 
@@ -199,13 +216,13 @@ def _verify(tmp_path: Path, unit_text: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_rendered_unit_passes_systemd_analyze_verify(staging: Stage, tmp_path: Path) -> None:
-    result = _verify(tmp_path, render_unit(staging).replace("/home/deploy/.rbenv/shims/", ""))
+    result = _verify(tmp_path, unit_of(staging).replace("/home/deploy/.rbenv/shims/", ""))
     assert result.returncode == 0 and result.stderr == "", result.stderr
 
 
 def test_systemd_analyze_warns_on_a_bad_value(staging: Stage, tmp_path: Path) -> None:
     """verify exits 0 on Type=notfy; only stderr tells, which is why install reads it."""
-    result = _verify(tmp_path, render_unit(staging).replace("Type=notify", "Type=notfy"))
+    result = _verify(tmp_path, unit_of(staging).replace("Type=notify", "Type=notfy"))
     assert "notfy" in result.stderr
 
 
@@ -215,8 +232,8 @@ def test_a_stage_can_use_its_own_unit_template(existing_values, tmp_path: Path) 
         "[Service]\nExecStart={{ exec_start }}\nTimeoutStopSec={{ timeout_stop_sec }}\n"
     )
     existing_values["sidekiq"] = {"unitTemplate": "templates/mine.service.j2"}
-    text = render_unit(stage_from(existing_values), project_dir=tmp_path)
-    assert text.startswith("[Service]\nExecStart=/bin/bash -lc 'exec bundle exec sidekiq")
+    text = unit_of(stage_from(existing_values), project_dir=tmp_path)
+    assert text.startswith(HEADER + "[Service]\nExecStart=/bin/bash -lc 'exec bundle exec sidekiq")
     assert "TimeoutStopSec=30" in text
 
 
@@ -226,7 +243,7 @@ def test_a_template_with_an_unknown_variable_fails(existing_values, tmp_path: Pa
     (tmp_path / "bad.j2").write_text("ExecStart={{ no_such_value }}\n")
     existing_values["sidekiq"] = {"unitTemplate": "bad.j2"}
     with pytest.raises(jinja2.UndefinedError):
-        render_unit(stage_from(existing_values), project_dir=tmp_path)
+        unit_of(stage_from(existing_values), project_dir=tmp_path)
 
 
 def test_digest_changes_with_content_and_is_stable(existing_values) -> None:
@@ -312,40 +329,52 @@ def test_env_file_reads_exactly() -> None:
 EVERY_VARIABLE = (
     "{{ managed_note }}|{{ app }}|{{ stage }}|{{ environment }}|{{ unit_name }}|{{ unit }}|{{ app_dir }}|"
     "{{ scope }}|{{ user }}|{{ group }}|{{ exec_start }}|{{ env_file }}|{{ watchdog_sec }}|"
-    "{{ restart_sec }}|{{ timeout }}|{{ timeout_stop_sec }}|{{ wanted_by }}\n"
+    "{{ restart_sec }}|{{ timeout }}|{{ timeout_stop_sec }}|{{ wanted_by }}|{{ process }}|{{ config_file }}|"
+    "{{ target }}\n"
 )
 
 
 def test_a_unit_template_gets_every_documented_variable(existing_values, tmp_path: Path) -> None:
     (tmp_path / "all.j2").write_text(EVERY_VARIABLE)
-    existing_values["sidekiq"] = {"unitTemplate": "all.j2", "unitName": "worker", "group": "www"}
+    existing_values["sidekiq"] = {
+        "unitTemplate": "all.j2",
+        "unitName": "worker",
+        "group": "www",
+        "processes": [{"name": "default"}, {"name": "low", "configFile": "config/low.yml"}],
+    }
     existing_values["env"] = {"A": "b"}
     files = render_files(stage_from(existing_values, name="prod"), project_dir=tmp_path)
-    assert files[0].content.split("|") == [
+    header = HEADER.replace("group: sidekiq", "group: worker")
+    assert files[2].path == "/etc/systemd/system/worker-low@.service"
+    assert files[2].content.startswith(header)
+    assert files[2].content.removeprefix(header).split("|") == [
         "Managed by sidekiq-fleet (pulumi up); local edits are overwritten.",
         "example",
         "prod",
         "prod",
         "worker",
-        "worker.service",
+        "worker-low@.service",
         "/var/www/example/prod/current",
         "system",
         "deploy",
         "www",
-        "/bin/bash -lc 'exec bundle exec sidekiq -e prod -C config/sidekiq.yml -t 25'",
+        "/bin/bash -lc 'exec bundle exec sidekiq -e prod -C config/low.yml -t 25'",
         "/etc/sidekiq-fleet/worker.env",
         "10",
         "1",
         "25",
         "30",
-        "multi-user.target\n",
+        "worker.target",
+        "low",
+        "config/low.yml",
+        "worker.target\n",
     ]
 
 
 def test_a_unit_template_without_env_gets_none_for_the_env_file(existing_values, tmp_path: Path) -> None:
     (tmp_path / "env.j2").write_text("{{ env_file }}\n")
     existing_values["sidekiq"] = {"unitTemplate": "env.j2"}
-    assert render_unit(stage_from(existing_values), project_dir=tmp_path) == "None\n"
+    assert unit_of(stage_from(existing_values), project_dir=tmp_path) == HEADER + "None\n"
 
 
 def test_block_tags_in_a_unit_template_leave_no_blank_or_indent(existing_values, tmp_path: Path) -> None:
@@ -354,8 +383,8 @@ def test_block_tags_in_a_unit_template_leave_no_blank_or_indent(existing_values,
         "    {% endif %}\nRestart=always\n"
     )
     existing_values["sidekiq"] = {"unitTemplate": "tags.j2"}
-    text = render_unit(stage_from(existing_values), project_dir=tmp_path)
-    assert text == "[Service]\nWatchdogSec=10\nRestart=always\n"
+    text = unit_of(stage_from(existing_values), project_dir=tmp_path)
+    assert text == HEADER + "[Service]\nWatchdogSec=10\nRestart=always\n"
 
 
 def test_the_projects_template_wins_over_a_built_in_one_of_the_same_name(
@@ -364,7 +393,8 @@ def test_the_projects_template_wins_over_a_built_in_one_of_the_same_name(
     (tmp_path / "sidekiq.service.j2").write_text("[Service]\nExecStart=/bin/true\n")
     existing_values["sidekiq"] = {"unitTemplate": "sidekiq.service.j2"}
     assert (
-        render_unit(stage_from(existing_values), project_dir=tmp_path) == "[Service]\nExecStart=/bin/true\n"
+        unit_of(stage_from(existing_values), project_dir=tmp_path)
+        == HEADER + "[Service]\nExecStart=/bin/true\n"
     )
 
 
@@ -374,10 +404,14 @@ def test_the_projects_template_wins_over_a_built_in_one_of_the_same_name(
 # ExecStart is one line; the backslash-newline in this literal only keeps it readable.
 UNIT_WITHOUT_SANDBOX = """\
 # Managed by sidekiq-fleet (pulumi up); local edits are overwritten.
-# Sidekiq staging worker for example; see Sidekiq's examples/systemd/sidekiq.service.
+# sidekiq-fleet group: sidekiq
+# Sidekiq staging worker default for example; see Sidekiq's examples/systemd/sidekiq.service.
+# A template: its instances sidekiq-default@a and @b are the two slots of the process.
 [Unit]
-Description=sidekiq
+Description=sidekiq-default slot %i
 After=syslog.target network.target
+# Stopping or restarting sidekiq.target stops or restarts this slot too.
+PartOf=sidekiq.target
 # Retry for as long as Redis is down at start instead of giving up after 5 starts in 10 s.
 StartLimitIntervalSec=0
 
@@ -396,12 +430,13 @@ ExecReload=/bin/kill -TSTP $MAINPID
 Environment=MALLOC_ARENA_MAX=2
 # Sidekiq needs its -t timeout (25 s) plus 5 s to push unfinished jobs back to Redis.
 TimeoutStopSec=30
-SyslogIdentifier=sidekiq
+SyslogIdentifier=sidekiq-default@%i
 RestartSec=1
 Restart=always
 
 [Install]
-WantedBy=multi-user.target
+# Enabling a slot links it into sidekiq.target.wants: the one enabled slot is the one a boot starts.
+WantedBy=sidekiq.target
 """
 
 # Every sandbox directive of `strict` in system scope, as measured on a host (README, "What the unit may do").
@@ -444,11 +479,11 @@ def test_hardening_off_renders_the_unit_without_a_sandbox_byte_for_byte(existing
         "command": "/home/deploy/.rbenv/shims/bundle exec sidekiq",
         "hardening": "off",
     }
-    assert render_unit(stage_from(existing_values)) == UNIT_WITHOUT_SANDBOX
+    assert unit_of(stage_from(existing_values)) == UNIT_WITHOUT_SANDBOX
 
 
 def test_strict_is_the_default_and_adds_every_sandbox_directive(staging: Stage) -> None:
-    unit = render_unit(staging)
+    unit = unit_of(staging)
     found = directives(unit)
     for key, values in STRICT_SYSTEM.items():
         assert found.get(("Service", key)) == values, key
@@ -460,11 +495,11 @@ def test_strict_is_the_default_and_adds_every_sandbox_directive(staging: Stage) 
 def test_the_default_unit_has_exactly_these_directives(staging: Stage) -> None:
     """Nothing more, nothing less: an extra User=root or a dropped Restart= fails here."""
     sandbox = {("Service", key): values for key, values in STRICT_SYSTEM.items()}
-    assert directives(render_unit(staging)) == {**directives(UNIT_WITHOUT_SANDBOX), **sandbox}
+    assert directives(unit_of(staging)) == {**directives(UNIT_WITHOUT_SANDBOX), **sandbox}
 
 
 def test_each_sandbox_directive_has_a_comment_saying_what_it_blocks(staging: Stage) -> None:
-    lines = render_unit(staging).splitlines()
+    lines = unit_of(staging).splitlines()
     pairs = zip(lines, lines[1:], strict=False)
     commented = [line.partition("=")[0] for prev, line in pairs if prev.startswith("# ")]
     for key in STRICT_SYSTEM:
@@ -473,7 +508,7 @@ def test_each_sandbox_directive_has_a_comment_saying_what_it_blocks(staging: Sta
 
 def test_user_scope_leaves_out_what_a_user_manager_cannot_apply(existing_values) -> None:
     existing_values["sidekiq"] = {"scope": "user"}
-    unit = render_unit(stage_from(existing_values))
+    unit = unit_of(stage_from(existing_values))
     found = directives(unit)
     for key, values in STRICT_SYSTEM.items():
         assert found.get(("Service", key)) == (None if key in SYSTEM_ONLY else values), key
@@ -482,18 +517,148 @@ def test_user_scope_leaves_out_what_a_user_manager_cannot_apply(existing_values)
 
 def test_configured_writable_paths_replace_the_defaults_and_must_exist(existing_values) -> None:
     existing_values["sidekiq"] = {"writablePaths": ["/srv/uploads", "/var/www/example/staging/shared"]}
-    found = directives(render_unit(stage_from(existing_values)))
+    found = directives(unit_of(stage_from(existing_values)))
     assert found[("Service", "ReadWritePaths")] == ["/srv/uploads /var/www/example/staging/shared"]
 
 
 def test_defaults_without_capistrano_layout_have_no_shared(existing_values) -> None:
     existing_values["sidekiq"] = {"appDir": "/srv/app"}
-    found = directives(render_unit(stage_from(existing_values)))
+    found = directives(unit_of(stage_from(existing_values)))
     assert found[("Service", "ReadWritePaths")] == ["-/srv/app/tmp -/srv/app/log"]
 
 
 @pytest.mark.parametrize("scope", ["system", "user"])
 def test_strict_unit_passes_systemd_analyze_verify(existing_values, tmp_path: Path, scope: str) -> None:
     existing_values["sidekiq"] = {"scope": scope, "writablePaths": ["/srv/uploads"]}
-    result = _verify(tmp_path, render_unit(stage_from(existing_values)))
+    result = _verify(tmp_path, unit_of(stage_from(existing_values)))
     assert result.returncode == 0 and result.stderr == "", result.stderr
+
+
+# --- the stage's target, the first-release units, several processes ----------------------------
+
+TARGET = """\
+# Managed by sidekiq-fleet (pulumi up); local edits are overwritten.
+# sidekiq-fleet group: sidekiq
+[Unit]
+Description=Sidekiq of example staging: every process, one slot each
+# The slots are linked in with WantedBy=; PartOf= makes stopping this target stop each one.
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+FIRST_RELEASE_PATH = """\
+# Managed by sidekiq-fleet (pulumi up); local edits are overwritten.
+# sidekiq-fleet group: sidekiq
+[Unit]
+Description=Start Sidekiq of example staging when its first release lands
+
+[Path]
+# Enabled only while the host has no release; the service disarms it, so that stop stays stop.
+PathExists=/var/www/example/staging/current/config/sidekiq.yml
+Unit=sidekiq-first-release.service
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+FIRST_RELEASE_SERVICE = """\
+# Managed by sidekiq-fleet (pulumi up); local edits are overwritten.
+# sidekiq-fleet group: sidekiq
+[Unit]
+Description=First start of Sidekiq of example staging, once the release exists
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/sidekiqctl first-release
+"""
+
+
+def test_target_reads_exactly(staging: Stage) -> None:
+    assert render_target(staging) == TARGET
+
+
+def test_first_release_units_read_exactly(staging: Stage) -> None:
+    assert render_first_release_path(staging) == FIRST_RELEASE_PATH
+    assert render_first_release_service(staging) == FIRST_RELEASE_SERVICE
+
+
+def test_first_release_path_watches_the_first_process_file_and_the_group_names_follow(
+    existing_values,
+) -> None:
+    existing_values["sidekiq"] = {
+        "unitName": "worker",
+        "appDir": "/srv/app/current",
+        "processes": [{"name": "mail", "configFile": "config/mail.yml"}, {"name": "default"}],
+    }
+    stage = stage_from(existing_values)
+    path = directives(render_first_release_path(stage))
+    assert path[("Path", "PathExists")] == ["/srv/app/current/config/mail.yml"]
+    assert path[("Path", "Unit")] == ["worker-first-release.service"]
+    service = directives(render_first_release_service(stage))
+    assert service[("Service", "ExecStart")] == ["/usr/local/sbin/workerctl first-release"]
+    existing_values["sidekiq"]["processes"][0]["configFile"] = "/etc/sidekiq/mail.yml"
+    path = directives(render_first_release_path(stage_from(existing_values)))
+    assert path[("Path", "PathExists")] == ["/etc/sidekiq/mail.yml"], "an absolute file is taken as is"
+
+
+def test_each_process_gets_its_own_template_with_its_config_file(existing_values) -> None:
+    existing_values["sidekiq"] = {
+        "unitName": "worker",
+        "configFile": "config/main.yml",
+        "processes": [{"name": "default"}, {"name": "low", "configFile": "/etc/sidekiq/low.yml"}],
+    }
+    files = render_files(stage_from(existing_values))
+    units = {f.path.rsplit("/", 1)[1]: f.content for f in files if f.role == "unit"}
+    assert list(units) == [
+        "worker.target",
+        "worker-default@.service",
+        "worker-low@.service",
+        "worker-first-release.path",
+        "worker-first-release.service",
+    ]
+    for name, process, config in (
+        ("default", "default", "config/main.yml"),
+        ("low", "low", "/etc/sidekiq/low.yml"),
+    ):
+        found = directives(units[f"worker-{name}@.service"])
+        assert found[("Service", "ExecStart")] == [
+            f"/bin/bash -lc 'exec bundle exec sidekiq -e staging -C {config} -t 25'"
+        ]
+        assert found[("Unit", "Description")] == [f"worker-{process} slot %i"]
+        assert found[("Service", "SyslogIdentifier")] == [f"worker-{process}@%i"]
+        assert found[("Unit", "PartOf")] == ["worker.target"]
+        assert found[("Install", "WantedBy")] == ["worker.target"]
+    for name, text in units.items():
+        assert text.splitlines()[:2] == [
+            "# Managed by sidekiq-fleet (pulumi up); local edits are overwritten.",
+            "# sidekiq-fleet group: worker",
+        ], name
+
+
+@pytest.mark.parametrize("scope", ["system", "user"])
+def test_every_unit_passes_systemd_analyze_verify_together(
+    existing_values, tmp_path: Path, scope: str
+) -> None:
+    """As install does it: all units in one call, the control script's path pointed at a stand-in."""
+    existing_values["sidekiq"] = {"scope": scope, "processes": [{"name": "default"}, {"name": "low"}]}
+    control = tmp_path / "control"
+    control.write_text("#!/bin/sh\n")
+    control.chmod(0o700)
+    paths = []
+    for file in render_files(stage_from(existing_values)):
+        if file.role == "unit":
+            path = tmp_path / file.path.rsplit("/", 1)[1]
+            path.write_text(file.content.replace("/usr/local/sbin/sidekiqctl ", f"{control} "))
+            paths.append(str(path))
+    assert [p.rsplit("/", 1)[1] for p in paths][1:3] == ["sidekiq-default@.service", "sidekiq-low@.service"]
+    result = subprocess.run(["systemd-analyze", "verify", *paths], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+
+
+def test_systemd_analyze_checks_a_template_as_its_instance(staging: Stage, tmp_path: Path) -> None:
+    """systemd 252 instantiates G-P@.service as G-P@i.service, so install must look for that name too."""
+    path = tmp_path / "sidekiq-default@.service"
+    path.write_text(unit_of(staging).replace("ExecStart=/bin/bash", "ExecStart=/nonexistent/bash"))
+    result = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True)
+    assert "sidekiq-default@i.service: Command /nonexistent/bash is not executable" in result.stderr

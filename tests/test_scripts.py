@@ -21,7 +21,7 @@ from components import scripts
 from components.config import Stage
 from components.render import render_files
 from tests.conftest import stage_from
-from tests.fakehost import ADMIN_UID, DEPLOY_UID, EPOCH, FakeHost, Run, title
+from tests.fakehost import ADMIN_UID, DEPLOY_UID, FakeHost, Run
 
 HOSTILE = [
     "two words",
@@ -32,15 +32,31 @@ HOSTILE = [
     "; touch PWNED #",
 ]
 
-UNIT = "/etc/systemd/system/sidekiq.service"
+UNIT_NAMES = [
+    "sidekiq.target",
+    "sidekiq-default@.service",
+    "sidekiq-first-release.path",
+    "sidekiq-first-release.service",
+]
+TARGET = "/etc/systemd/system/sidekiq.target"
+TEMPLATE = "/etc/systemd/system/sidekiq-default@.service"
+CONTROL = "/usr/local/sbin/sidekiqctl"
 SUDOERS = "/etc/sudoers.d/sidekiq-fleet-sidekiq"
 ENV = "/etc/sidekiq-fleet/sidekiq.env"
+# Every file of the default stage with env, in install order, and its mode.
+ALL_FILES = {
+    **{f"/etc/systemd/system/{name}": "0o644" for name in UNIT_NAMES},
+    CONTROL: "0o755",
+    SUDOERS: "0o440",
+    ENV: "0o600",
+}
 # Written beside the targets, then renamed over them.
-UNIT_NEW = "/etc/systemd/system/.sidekiq.service.sidekiq-fleet-new"
+TARGET_NEW = "/etc/systemd/system/.sidekiq.target.sidekiq-fleet-new"
+TEMPLATE_NEW = "/etc/systemd/system/.sidekiq-default@.service.sidekiq-fleet-new"
 ENV_NEW = "/etc/sidekiq-fleet/.sidekiq.env.sidekiq-fleet-new"
 STAGED = "/var/lib/sidekiq-fleet/staging/sidekiq"
 WORK = "/run/sidekiq-fleet-install.test"  # FakeHost's mktemp -d answer
-SAY = "sidekiq-fleet: sidekiq.service on host web1: "
+SAY = "sidekiq-fleet: sidekiq on host web1: "
 USER_SYSTEMCTL = f"runuser -u deploy -- env XDG_RUNTIME_DIR=/run/user/{DEPLOY_UID} systemctl --user"
 
 
@@ -74,10 +90,8 @@ def with_env(existing_values) -> Stage:
 
 
 @pytest.mark.parametrize("scope", ["system", "user"])
-@pytest.mark.parametrize("quiet_first", [True, False])
-def test_every_script_and_root_body_passes_bash_n(existing_values, scope: str, quiet_first: bool) -> None:
-    existing_values["sidekiq"] = {"scope": scope}
-    existing_values["rollout"] = {"quietFirst": quiet_first}
+def test_every_script_and_root_body_passes_bash_n(existing_values, scope: str) -> None:
+    existing_values["sidekiq"] = {"scope": scope, "processes": [{"name": "default"}, {"name": "low"}]}
     existing_values["env"] = {"A": "b"}
     for name, text in all_scripts(stage_from(existing_values), "web1", "v1").items():
         assert bash_n(text).returncode == 0, f"{name}: {bash_n(text).stderr}"
@@ -104,15 +118,6 @@ def test_hostile_host_and_version_stay_literal(staging: Stage, hostile: str) -> 
         assert bash_n(text).returncode == 0, name
 
 
-@pytest.mark.parametrize("hostile", HOSTILE)
-def test_restart_runs_hostile_values_as_data(host: FakeHost, staging: Stage, hostile: str) -> None:
-    run = host.run(scripts.restart(staging, hostile, hostile))
-    assert run.returncode == 0, run.stderr
-    assert not any("PWNED" in path for path in host.changes())
-    assert not any(c.startswith("touch") for c in run.calls)
-    assert f"on host {hostile}: active, MainPID 4242 -> 4242, version {hostile}\n" in run.stdout
-
-
 # --- install -------------------------------------------------------------------------------
 
 
@@ -126,37 +131,59 @@ def staged(host: FakeHost, stage: Stage) -> dict[str, str]:
 
 def test_install_validates_then_puts_every_file_in_place(host: FakeHost, with_env: Stage) -> None:
     contents = staged(host, with_env)
+    # The fake keeps what verify was given: the first-release service's copy is the last argument.
+    host.on(
+        "systemd-analyze",
+        "verify *",
+        'cat "${@: -1}" >"$FAKE_DIR/verified"; stat -c %a "${2%/*}/control" >"$FAKE_DIR/control-mode"',
+    )
     run = host.run(scripts.install(with_env, render_files(with_env), "web1"))
     assert run.returncode == 0, run.stderr
-    assert host.changes() == {UNIT, SUDOERS, ENV}
-    assert {path: host.file(path) for path in (UNIT, SUDOERS, ENV)} == contents
-    assert host.mode_owner(UNIT) == ("0o644", 0, 0)
-    assert host.mode_owner(SUDOERS) == ("0o440", 0, 0)
-    assert host.mode_owner(ENV) == ("0o600", 0, 0)
+    assert host.changes() == set(ALL_FILES)
+    assert {path: host.file(path) for path in ALL_FILES} == contents
+    for path, mode in ALL_FILES.items():
+        assert host.mode_owner(path) == (mode, 0, 0), path
     assert host.mode_owner("/etc/sidekiq-fleet") == ("0o755", 0, 0)
     assert "install -d -m 0755 -o root -g root /etc/sidekiq-fleet" in run.calls
-    # Both checks run on root's private copies before anything is written beside a target.
+    # Every unit in one call, from the verify copies, so that PartOf= and Unit= resolve.
+    verify = run.position(
+        f"systemd-analyze verify {WORK}/verify/sidekiq.target {WORK}/verify/sidekiq-default@.service "
+        f"{WORK}/verify/sidekiq-first-release.path {WORK}/verify/sidekiq-first-release.service"
+    )
+    # The control script is not installed yet: the copy verify sees runs the staged one, already bash -n'd.
+    assert (host.fake_dir / "verified").read_text() == with_env_service(f"{WORK}/verify/control")
+    assert (host.fake_dir / "control-mode").read_text() == "700\n", "verify checks that ExecStart can run"
     visudo = run.position(f"visudo -cf {WORK}/sidekiq-fleet-sidekiq")
-    verify = run.position(f"systemd-analyze verify {WORK}/sidekiq.service")
-    first_install = run.position(f"install -o root -g root -m 0644 {WORK}/sidekiq.service {UNIT_NEW}")
-    first_rename = run.position(f"mv -f {UNIT_NEW} {UNIT}")
+    first_install = run.position(f"install -o root -g root -m 0644 {WORK}/sidekiq.target {TARGET_NEW}")
+    first_rename = run.position(f"mv -f {TARGET_NEW} {TARGET}")
     assert max(visudo, verify) < first_install < first_rename
     assert (
         run.position(f"install -m 0600 {STAGED}/sidekiq-fleet-sidekiq {WORK}/sidekiq-fleet-sidekiq") < visudo
     )
+    assert run.position(f"install -m 0700 {WORK}/sidekiqctl {WORK}/verify/control") < verify
     last_install = run.position(f"install -o root -g root -m 0600 {WORK}/sidekiq.env {ENV_NEW}")
     assert last_install < first_rename, "every file is staged beside its target before the first rename"
-    assert run.ran("systemctl") == ["systemctl daemon-reload", "systemctl enable --quiet sidekiq.service"]
+    assert run.ran("systemctl") == ["systemctl daemon-reload", "systemctl enable --quiet sidekiq.target"]
     assert run.calls[-1] == f"rm -rf {WORK}"
     assert run.stdout.splitlines() == [
-        f"{SAY}installed {UNIT} (0644 root:root)",
-        f"{SAY}installed {SUDOERS} (0440 root:root)",
-        f"{SAY}installed {ENV} (0600 root:root)",
+        *(f"{SAY}installed {path} ({mode[2:].rjust(4, '0')} root:root)" for path, mode in ALL_FILES.items()),
         f"{SAY}daemon-reload done",
     ]
 
 
-def test_install_of_unchanged_files_writes_nothing_and_keeps_the_unit_enabled(
+def with_env_service(control: str) -> str:
+    return (
+        "# Managed by sidekiq-fleet (pulumi up); local edits are overwritten.\n"
+        "# sidekiq-fleet group: sidekiq\n"
+        "[Unit]\n"
+        "Description=First start of Sidekiq of example staging, once the release exists\n\n"
+        "[Service]\n"
+        "Type=oneshot\n"
+        f"ExecStart={control} first-release\n"
+    )
+
+
+def test_install_of_unchanged_files_writes_nothing_and_keeps_the_target_enabled(
     host: FakeHost, with_env: Stage
 ) -> None:
     for path, content in staged(host, with_env).items():
@@ -165,20 +192,38 @@ def test_install_of_unchanged_files_writes_nothing_and_keeps_the_unit_enabled(
     assert run.returncode == 0, run.stderr
     assert host.changes() == set()
     assert not [c for c in run.calls if c.startswith(("install -o", "mv "))]
-    assert run.ran("systemctl") == ["systemctl enable --quiet sidekiq.service"]
+    assert run.ran("systemctl") == ["systemctl enable --quiet sidekiq.target"]
     assert run.stdout == f"{SAY}files unchanged\n"
 
 
-def test_install_of_a_new_sudoers_alone_does_not_reload_systemd(host: FakeHost, with_env: Stage) -> None:
+@pytest.mark.parametrize("changed", [SUDOERS, CONTROL, ENV])
+def test_install_of_files_other_than_units_does_not_reload_systemd(
+    host: FakeHost, with_env: Stage, changed: str
+) -> None:
     contents = staged(host, with_env)
-    host.seed(UNIT, contents[UNIT])
-    host.seed(ENV, contents[ENV])
-    host.seed(SUDOERS, "# an older drop-in\n", 0o440)
+    for path, content in contents.items():
+        host.seed(path, content if path != changed else "# an older one\n")
     run = host.run(scripts.install(with_env, render_files(with_env), "web1"))
     assert run.returncode == 0, run.stderr
-    assert host.changes() == {SUDOERS} and host.file(SUDOERS) == contents[SUDOERS]
-    assert run.ran("systemctl") == ["systemctl enable --quiet sidekiq.service"]
-    assert run.stdout == f"{SAY}installed {SUDOERS} (0440 root:root)\n"
+    assert host.changes() == {changed} and host.file(changed) == contents[changed]
+    assert run.ran("systemctl") == ["systemctl enable --quiet sidekiq.target"]
+    assert run.stdout == f"{SAY}installed {changed} ({ALL_FILES[changed][2:].rjust(4, '0')} root:root)\n"
+
+
+def test_a_process_added_to_the_config_installs_its_template_and_reloads(
+    host: FakeHost, existing_values
+) -> None:
+    before = stage_from(existing_values)
+    for file in render_files(before):
+        host.seed(file.path, file.content)
+    existing_values["sidekiq"] = {"processes": [{"name": "default"}, {"name": "low"}]}
+    stage = stage_from(existing_values)
+    staged(host, stage)
+    run = host.run(scripts.install(stage, render_files(stage), "web1"))
+    assert run.returncode == 0, run.stderr
+    assert host.changes() == {"/etc/systemd/system/sidekiq-low@.service"}
+    assert run.ran("systemctl") == ["systemctl daemon-reload", "systemctl enable --quiet sidekiq.target"]
+    assert any(c.startswith("systemd-analyze verify ") and "/sidekiq-low@.service " in c for c in run.calls)
 
 
 def assert_nothing_installed(host: FakeHost, run: Run, old: dict[str, str], staging: bool = False) -> None:
@@ -191,13 +236,22 @@ def assert_nothing_installed(host: FakeHost, run: Run, old: dict[str, str], stag
     assert run.stdout == ""
 
 
-OLD_FILES = {UNIT: "[Service]\nExecStart=/bin/old\n", SUDOERS: "# old\n", ENV: "OLD=1\n"}
+OLD_FILES = {
+    TEMPLATE: "[Service]\nExecStart=/bin/old\n",
+    CONTROL: "#!/bin/bash\nexit 0\n",
+    SUDOERS: "# old\n",
+    ENV: "OLD=1\n",
+}
+
+
+def seed_old(host: FakeHost) -> None:
+    for path, content in OLD_FILES.items():
+        host.seed(path, content)
 
 
 def test_a_sudoers_that_fails_visudo_installs_nothing(host: FakeHost, with_env: Stage) -> None:
     staged(host, with_env)
-    for path, content in OLD_FILES.items():
-        host.seed(path, content)
+    seed_old(host)
     host.on("visudo", "-cf *", "echo 'sidekiq-fleet-sidekiq:4:30: syntax error' >&2; exit 1")
     run = host.run(scripts.install(with_env, render_files(with_env), "web1"))
     assert_nothing_installed(host, run, OLD_FILES)
@@ -208,24 +262,49 @@ def test_a_sudoers_that_fails_visudo_installs_nothing(host: FakeHost, with_env: 
     assert not run.ran("systemd-analyze"), "install stops at the first failed check"
 
 
-def test_a_unit_that_fails_systemd_analyze_installs_nothing(host: FakeHost, with_env: Stage) -> None:
+def test_a_control_script_that_fails_bash_n_installs_nothing(host: FakeHost, with_env: Stage) -> None:
     staged(host, with_env)
-    for path, content in OLD_FILES.items():
-        host.seed(path, content)
-    host.on("systemd-analyze", "verify *", "echo 'sidekiq.service: bad unit file' >&2; exit 1")
+    seed_old(host)
+    host.seed(f"{STAGED}/sidekiqctl", "#!/bin/bash\nif then\n", 0o600)
     run = host.run(scripts.install(with_env, render_files(with_env), "web1"))
     assert_nothing_installed(host, run, OLD_FILES)
     assert run.stderr == (
-        f"{SAY}FAILED: systemd-analyze verify failed, nothing installed: sidekiq.service: bad unit file\n"
+        f"{SAY}FAILED: the control script failed bash -n, nothing installed: "
+        f"{WORK}/sidekiqctl: line 2: syntax error near unexpected token `then'\n"
+        f"{WORK}/sidekiqctl: line 2: `if then'\n"
+    )
+    assert not run.ran("systemd-analyze")
+
+
+def test_a_unit_that_fails_systemd_analyze_installs_nothing(host: FakeHost, with_env: Stage) -> None:
+    staged(host, with_env)
+    seed_old(host)
+    host.on("systemd-analyze", "verify *", "echo 'sidekiq.target: bad unit file' >&2; exit 1")
+    run = host.run(scripts.install(with_env, render_files(with_env), "web1"))
+    assert_nothing_installed(host, run, OLD_FILES)
+    assert run.stderr == (
+        f"{SAY}FAILED: systemd-analyze verify failed, nothing installed: sidekiq.target: bad unit file\n"
     )
 
 
-def test_a_systemd_analyze_warning_about_the_unit_installs_nothing(host: FakeHost, with_env: Stage) -> None:
-    """verify exits 0 on Type=notfy: its warning about our unit must stop the install."""
+@pytest.mark.parametrize(
+    "warning",
+    [
+        f"{WORK}/verify/sidekiq-default@.service:14: Failed to parse service type, ignoring: notfy",
+        # How systemd 252 names a template's problems: as its instance @i.
+        "sidekiq-default@i.service: Command /nonexistent/bundle is not executable: No such file or directory",
+        f"{WORK}/verify/sidekiq-first-release.path:8: Unknown key name 'PathExist' in section 'Path'",
+        "sidekiq.target: Unit sidekiq.target has a bad unit file setting.",
+        f"{WORK}/verify/sidekiq-first-release.service:7: Unknown key name 'Typ' in section 'Service'",
+    ],
+    ids=["template-file", "template-instance", "path", "target", "oneshot"],
+)
+def test_a_systemd_analyze_warning_about_any_of_our_units_installs_nothing(
+    host: FakeHost, with_env: Stage, warning: str
+) -> None:
+    """verify exits 0 on Type=notfy: its warning about one of our units must stop the install."""
     staged(host, with_env)
-    for path, content in OLD_FILES.items():
-        host.seed(path, content)
-    warning = f"{WORK}/sidekiq.service:8: Failed to parse service type, ignoring: notfy"
+    seed_old(host)
     host.on("systemd-analyze", "verify *", f"echo {shlex.quote(warning)} >&2")
     run = host.run(scripts.install(with_env, render_files(with_env), "web1"))
     assert_nothing_installed(host, run, OLD_FILES)
@@ -236,11 +315,12 @@ def test_systemd_analyze_notes_about_other_units_do_not_stop_the_install(
     host: FakeHost, with_env: Stage
 ) -> None:
     contents = staged(host, with_env)
-    note = "/usr/lib/systemd/system/foo.service:3: Unknown key name 'Bar'"
+    # Another stage's units on the same host share the prefix but not the names.
+    note = "/etc/systemd/system/sidekiq-critical-default@.service:3: Unknown key name 'Bar'"
     host.on("systemd-analyze", "verify *", f"echo {shlex.quote(note)} >&2")
     run = host.run(scripts.install(with_env, render_files(with_env), "web1"))
     assert run.returncode == 0, run.stderr
-    assert host.file(UNIT) == contents[UNIT]
+    assert host.file(TEMPLATE) == contents[TEMPLATE]
     assert f"{SAY}note: systemd-analyze verify reported other units: {note}\n" in run.stdout
 
 
@@ -253,14 +333,72 @@ def test_install_without_the_run_as_user_installs_nothing(host: FakeHost, with_e
     assert not run.ran("visudo")
 
 
+def test_install_checks_the_control_scripts_directory_and_each_parent(
+    host: FakeHost, with_env: Stage
+) -> None:
+    staged(host, with_env)
+    run = host.run(scripts.install(with_env, render_files(with_env), "web1"))
+    assert run.returncode == 0, run.stderr
+    assert [c for c in run.ran("stat") if c.startswith("stat -c %u %a")] == [
+        "stat -c %u %a /usr/local/sbin",
+        "stat -c %u %a /usr/local",
+        "stat -c %u %a /usr",
+        "stat -c %u %a /",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("directory", "answer"),
+    [
+        ("/usr/local/sbin", f"echo {DEPLOY_UID} 755"),
+        ("/usr/local/sbin", "echo 0 775"),
+        ("/usr/local/sbin", "echo 0 757"),
+        ("/usr/local", "echo 0 2775"),
+        ("/usr", f"echo {DEPLOY_UID} 700"),
+    ],
+    ids=["owned-by-deploy", "group-writable", "other-writable", "parent-staff-writable", "parent-not-root"],
+)
+def test_install_refuses_a_control_directory_others_could_write(
+    host: FakeHost, with_env: Stage, directory: str, answer: str
+) -> None:
+    staged(host, with_env)
+    seed_old(host)
+    host.on("stat", f"-c %u %a {directory}", answer)
+    run = host.run(scripts.install(with_env, render_files(with_env), "web1"))
+    assert_nothing_installed(host, run, OLD_FILES)
+    assert run.stderr == (
+        f"{SAY}FAILED: {directory} is not root-owned or is writable by others, so deploy could replace "
+        "/usr/local/sbin/sidekiqctl; expected root-owned directories without group or other write; "
+        "nothing installed\n"
+    )
+
+
+def test_a_missing_control_directory_is_made_root_owned(host: FakeHost, with_env: Stage) -> None:
+    staged(host, with_env)
+    host.on("stat", "-c %u %a /usr/local/sbin", "exit 1")  # as stat answers for a missing path
+    run = host.run(scripts.install(with_env, render_files(with_env), "web1"))
+    assert run.returncode == 0, run.stderr
+    assert "stat -c %u %a /usr/local" in run.calls, "the parents are still checked"
+    assert host.mode_owner(CONTROL) == ("0o755", 0, 0)
+
+
+def test_install_accepts_root_owned_directories_without_group_or_other_write(
+    host: FakeHost, with_env: Stage
+) -> None:
+    staged(host, with_env)
+    host.on("stat", "-c %u %a /usr/local/sbin", "echo 0 1755")  # sticky, setgid and the like are fine
+    host.on("stat", "-c %u %a /usr/local", "echo 0 2755")
+    run = host.run(scripts.install(with_env, render_files(with_env), "web1"))
+    assert run.returncode == 0, run.stderr
+
+
 def test_a_failure_while_staging_removes_the_files_staged_so_far(host: FakeHost, with_env: Stage) -> None:
     staged(host, with_env)
-    for path, content in OLD_FILES.items():
-        host.seed(path, content)
-    host.on("install", "-o root -g root -m 0440 *", "exit 1")  # the second file, say a full disk
+    seed_old(host)
+    host.on("install", "-o root -g root -m 0755 *", "exit 1")  # the control script, say a full disk
     run = host.run(scripts.install(with_env, render_files(with_env), "web1"))
-    assert run.ran("install")[-1].startswith("install -o root -g root -m 0440")
-    assert f"rm -f {UNIT_NEW}" in run.calls
+    assert run.ran("install")[-1].startswith("install -o root -g root -m 0755")
+    assert f"rm -f {TARGET_NEW}" in run.calls and f"rm -f {TEMPLATE_NEW}" in run.calls
     assert_nothing_installed(host, run, OLD_FILES, staging=True)
 
 
@@ -296,7 +434,7 @@ def test_install_does_not_require_the_default_writable_paths(host: FakeHost, wit
     staged(host, with_env)
     run = host.run(scripts.install(with_env, render_files(with_env), "web1"))
     assert run.returncode == 0, run.stderr
-    assert host.changes() == {UNIT, SUDOERS, ENV}
+    assert host.changes() == set(ALL_FILES)
 
 
 def test_user_scope_install_writes_into_the_users_home_and_lingers(host: FakeHost, existing_values) -> None:
@@ -307,284 +445,240 @@ def test_user_scope_install_writes_into_the_users_home_and_lingers(host: FakeHos
     host.seed(SUDOERS, "# left from system scope\n", 0o440)
     run = host.run(scripts.install(stage, render_files(stage), "web1"))
     assert run.returncode == 0, run.stderr
-    unit = "/home/deploy/.config/systemd/user/sidekiq.service"
+    home = "/home/deploy/.config/systemd/user"
+    units = [f"{home}/{name}" for name in UNIT_NAMES]
     env = "/home/deploy/.config/sidekiq-fleet/sidekiq.env"
-    assert host.changes() == {unit, env, SUDOERS} and host.removed(SUDOERS)
-    assert host.file(unit) == contents["~deploy/.config/systemd/user/sidekiq.service"]
-    assert host.mode_owner(unit) == ("0o644", DEPLOY_UID, DEPLOY_UID)
+    assert host.changes() == {*units, env, CONTROL, SUDOERS} and host.removed(SUDOERS)
+    assert (
+        host.file(f"{home}/sidekiq-default@.service")
+        == contents["~deploy/.config/systemd/user/sidekiq-default@.service"]
+    )
+    for unit in units:
+        assert host.mode_owner(unit) == ("0o644", DEPLOY_UID, DEPLOY_UID), unit
     assert host.mode_owner(env) == ("0o600", DEPLOY_UID, DEPLOY_UID)
+    assert host.mode_owner(CONTROL) == ("0o755", 0, 0), "deploy runs it, root owns it"
     # The user creates the directories in their home, so that ~/.config stays theirs.
-    assert "runuser -u deploy -- mkdir -p -m 0755 /home/deploy/.config/systemd/user" in run.calls
+    assert f"runuser -u deploy -- mkdir -p -m 0755 {home}" in run.calls
     assert [c for c in run.calls if c.startswith(("runuser", "loginctl", "systemctl start"))][-4:] == [
         "loginctl enable-linger deploy",
         f"systemctl start user@{DEPLOY_UID}.service",
         f"{USER_SYSTEMCTL} daemon-reload",
-        f"{USER_SYSTEMCTL} enable --quiet sidekiq.service",
+        f"{USER_SYSTEMCTL} enable --quiet sidekiq.target",
     ]
 
 
-# --- restart -------------------------------------------------------------------------------
+# --- restart: the control script's, run as root (or as deploy for user scope) -----------------
 
-QUIET = [
-    "systemctl is-active --quiet sidekiq.service",
-    "systemctl show -p MainPID --value sidekiq.service",
-    "systemctl show -p MainPID --value sidekiq.service",
-    "systemctl kill -s TSTP sidekiq.service",
-]
+# Stands in for the control script: records its user, environment and arguments, and answers
+# with the exit status and stderr a test gives it in /etc/ctl-answer.
+RECORDING_CONTROL = """\
+#!/bin/bash
+{ id -u; printf '%s\\n' "${SIDEKIQ_FLEET_HOST-unset}" "${XDG_RUNTIME_DIR-unset}" "$#" "$@"; } \\
+  >/var/lib/ctl-args
+[ ! -f /etc/ctl-answer ] || . /etc/ctl-answer
+"""
 
 
-def test_restart_waits_for_the_quiet_flag_and_the_busy_workers(host: FakeHost, staging: Stage) -> None:
-    # Sidekiq shows "stopping" on its next heartbeat, then its two busy jobs finish one by one.
-    host.on("ps", "-o args= -p 4242", title(0, stopping=False), title(2), title(1), title(0))
-    host.on("systemctl", "show -p MainPID --value *", "echo 4242", "echo 4242", "echo 5151")
+def recorded(host: FakeHost) -> list[str]:
+    text = host.file("/var/lib/ctl-args")
+    assert text is not None, "the control script never ran"
+    return text.splitlines()
+
+
+def test_restart_runs_the_control_scripts_restart_as_root(host: FakeHost, staging: Stage) -> None:
+    host.seed(CONTROL, RECORDING_CONTROL, 0o755)
     run = host.run(scripts.restart(staging, "web1", "v2"))
     assert run.returncode == 0, run.stderr
-    assert [c for c in run.calls if c.startswith(("systemctl", "ps"))] == [
-        *QUIET,
-        *["ps -o args= -p 4242"] * 4,
-        "systemctl restart sidekiq.service",
-        "systemctl is-active --quiet sidekiq.service",
-        "systemctl show -p MainPID --value sidekiq.service",
-    ]
-    assert run.stdout.splitlines() == [
-        f"{SAY}sent TSTP to MainPID 4242; waiting for the quiet flag",
-        f"{SAY}quiet: 0 busy",
-        f"{SAY}restarting for v2",
-        f"{SAY}active, MainPID 4242 -> 5151, version v2",
-    ]
+    assert recorded(host) == ["0", "web1", "unset", "2", "restart", "v2"]
+    assert run.ran("systemctl") == [], "the rollout is the control script's, not a second copy here"
 
 
-def test_restart_goes_on_when_workers_stay_busy_past_max_busy_wait(host: FakeHost, existing_values) -> None:
-    existing_values["rollout"] = {"maxBusyWait": 0}
-    host.on("ps", "*", title(3))
-    run = host.run(scripts.restart(stage_from(existing_values), "web1", "v2"))
+@pytest.mark.parametrize("hostile", HOSTILE)
+def test_restart_passes_hostile_values_as_data(host: FakeHost, staging: Stage, hostile: str) -> None:
+    host.seed(CONTROL, RECORDING_CONTROL, 0o755)
+    run = host.run(scripts.restart(staging, hostile, hostile))
     assert run.returncode == 0, run.stderr
-    assert run.position("systemctl restart sidekiq.service") > run.position("ps -o args= -p 4242")
-    assert (
-        f"{SAY}still 3 busy after 0 s; going on: Sidekiq pushes unfinished jobs back to Redis "
-        "within its -t timeout\n" in run.stdout
-    )
-    assert f"{SAY}quiet: 3 busy\n" in run.stdout
+    assert not any("PWNED" in path for path in host.changes())
+    assert not any(c.startswith("touch") for c in run.calls)
+    assert host.file("/var/lib/ctl-args") == f"0\n{hostile}\nunset\n2\nrestart\n{hostile}\n"
 
 
-def test_restart_without_quiet_first_sends_no_tstp(host: FakeHost, existing_values) -> None:
-    existing_values["rollout"] = {"quietFirst": False}
-    run = host.run(scripts.restart(stage_from(existing_values), "web1", "v2"))
-    assert run.returncode == 0, run.stderr
-    assert run.ran("systemctl") == [
-        "systemctl is-active --quiet sidekiq.service",
-        "systemctl show -p MainPID --value sidekiq.service",
-        "systemctl restart sidekiq.service",
-        "systemctl is-active --quiet sidekiq.service",
-        "systemctl show -p MainPID --value sidekiq.service",
-    ]
-    assert not run.ran("ps")
-
-
-def test_first_deploy_starts_instead_of_quieting(host: FakeHost, staging: Stage) -> None:
-    """capistrano-sidekiq's first deploy fails on quiet/stop of a missing unit; ours starts it."""
-    host.on("systemctl", "is-active *", "exit 3", "exit 0")
-    run = host.run(scripts.restart(staging, "web1", "v1"))
-    assert run.returncode == 0, run.stderr
-    assert run.ran("systemctl") == [
-        "systemctl is-active --quiet sidekiq.service",
-        "systemctl reset-failed sidekiq.service",
-        "systemctl start sidekiq.service",
-        "systemctl is-active --quiet sidekiq.service",
-        "systemctl show -p MainPID --value sidekiq.service",
-    ]
-    assert run.stdout.splitlines() == [
-        f"{SAY}not running; starting it for v1",
-        f"{SAY}active, MainPID none -> 4242, version v1",
-    ]
-
-
-JOURNAL = "last 40 journal lines of sidekiq.service on host web1:\n    fake journal line\n"
-JOURNAL_CALLS = [
-    "journalctl -u sidekiq.service -n 40 --no-pager -o short-iso",
-    # What the journal said since the script began (FakeHost's date +%s), for the cause.
-    f"journalctl -u sidekiq.service -n 40 --no-pager -o short-iso --since @{EPOCH}",
-]
-
-
-def test_a_unit_that_fails_to_start_fails_with_its_journal(host: FakeHost, staging: Stage) -> None:
-    host.on("systemctl", "is-active *", "exit 3")
-    host.on("systemctl", "start *", "exit 1")
-    run = host.run(scripts.restart(staging, "web1", "v1"))
-    assert run.returncode == 1
-    assert run.stderr == f"{JOURNAL}{SAY}FAILED: start failed\n"
-    assert run.ran("journalctl") == JOURNAL_CALLS
-    assert run.ran("systemctl")[-1] == "systemctl start sidekiq.service"
-
-
-def test_a_failed_restart_fails_with_its_journal(host: FakeHost, staging: Stage) -> None:
-    host.on("systemctl", "restart *", "exit 1")
+def test_a_failed_restart_keeps_the_control_scripts_exit_status_and_message(
+    host: FakeHost, staging: Stage
+) -> None:
+    host.seed(CONTROL, RECORDING_CONTROL, 0o755)
+    host.seed("/etc/ctl-answer", f"echo '{SAY}FAILED: start failed' >&2\nexit 1\n")
     run = host.run(scripts.restart(staging, "web1", "v2"))
     assert run.returncode == 1
-    assert run.stderr == f"{JOURNAL}{SAY}FAILED: restart failed\n"
-    assert run.ran("systemctl")[-1] == "systemctl restart sidekiq.service"
+    assert run.stderr == f"{SAY}FAILED: start failed\n"
 
 
-def test_a_unit_that_dies_after_the_restart_fails(host: FakeHost, staging: Stage) -> None:
-    host.on("systemctl", "is-active *", "exit 0", "exit 3")
-    run = host.run(scripts.restart(staging, "web1", "v2"))
-    assert run.returncode == 1
-    assert run.stderr == f"{JOURNAL}{SAY}FAILED: not active after the restart\n"
-    assert run.position("sleep 1") < run.position(JOURNAL_CALLS[0])
-
-
-def test_user_scope_restart_reads_the_user_units_journal(host: FakeHost, existing_values) -> None:
+def test_user_scope_restart_runs_the_control_script_as_deploy(host: FakeHost, existing_values) -> None:
     existing_values["sidekiq"] = {"scope": "user"}
-    host.on("runuser", "* is-active *", "exit 3")
-    run = host.run(scripts.restart(stage_from(existing_values), "web1", "v1"))
-    assert run.returncode == 1
-    user_journal = (
-        f"journalctl _SYSTEMD_USER_UNIT=sidekiq.service _UID={DEPLOY_UID} -n 40 --no-pager -o short-iso"
-    )
-    assert run.ran("journalctl") == [user_journal, f"{user_journal} --since @{EPOCH}"]
-    assert f"{USER_SYSTEMCTL} start sidekiq.service" in run.calls
-
-
-REDIS_DOWN = (
-    "sidekiq[812]: WARN: Redis::CannotConnectError: Error connecting to Redis on 127.0.0.1:6379 "
-    "(Errno::ECONNREFUSED)"
-)
-
-
-@pytest.mark.parametrize(
-    ("sidekiq", "retry"),
-    [
-        ({}, "systemd starts it again every 1 s, and it runs once Redis is back"),
-        (
-            {"hardening": "off", "restartSec": 3},
-            "systemd starts it again every 3 s, and it runs once Redis is back",
-        ),
-    ],
-)
-def test_a_restart_that_fails_on_redis_names_redis(host: FakeHost, existing_values, sidekiq, retry) -> None:
-    existing_values["sidekiq"] = sidekiq
-    host.on("systemctl", "is-active *", "exit 0", "exit 3")
-    # Only what the journal said since this restart began counts as the cause.
-    host.on("journalctl", f"* --since @{EPOCH}", f"echo {shlex.quote(REDIS_DOWN)}")
-    host.on("journalctl", "*", "echo 'an older line'")
+    host.seed(CONTROL, RECORDING_CONTROL, 0o755)
     run = host.run(scripts.restart(stage_from(existing_values), "web1", "v2"))
-    assert run.returncode == 1
-    assert run.stderr.splitlines()[-1] == (
-        f"{SAY}FAILED: not active after the restart: Sidekiq cannot reach Redis "
-        "(Redis::CannotConnectError: Error connecting to Redis on 127.0.0.1:6379 (Errno::ECONNREFUSED)); "
-        + retry
-    )
-    assert run.ran("journalctl") == JOURNAL_CALLS
-
-
-def test_a_restart_that_fails_otherwise_does_not_blame_redis(host: FakeHost, staging: Stage) -> None:
-    host.on("systemctl", "is-active *", "exit 0", "exit 3")
-    host.on("journalctl", f"* --since @{EPOCH}", "echo 'sidekiq[812]: NameError: uninitialized constant Foo'")
-    run = host.run(scripts.restart(staging, "web1", "v2"))
-    assert run.returncode == 1
-    assert run.stderr == f"{JOURNAL}{SAY}FAILED: not active after the restart\n"
+    assert run.returncode == 0, run.stderr
+    assert run.ran("runuser") == [
+        f"runuser -u deploy -- env XDG_RUNTIME_DIR=/run/user/{DEPLOY_UID} SIDEKIQ_FLEET_HOST=web1 "
+        "/usr/local/sbin/sidekiqctl restart v2"
+    ]
+    # FakeHost's runuser runs the command as root; the arguments and environment are what count.
+    assert recorded(host)[1:] == ["web1", f"/run/user/{DEPLOY_UID}", "2", "restart", "v2"]
 
 
 # --- uninstall -----------------------------------------------------------------------------
 
+NOTE = "# Managed by sidekiq-fleet (pulumi up); local edits are overwritten.\n"
+MARKER = NOTE + "# sidekiq-fleet group: sidekiq\n"
+OTHER_MARKER = NOTE + "# sidekiq-fleet group: sidekiq-critical\n"
+# On the host besides what the config renders now: a process since removed from the config, the
+# legacy unit of before issue 8, and what must stay: another stage's units, a unit of the admin's.
+LEFT_OVER = {
+    "/etc/systemd/system/sidekiq-low@.service": MARKER + "[Service]\n",
+    "/etc/systemd/system/sidekiq.service": NOTE + "[Service]\n",
+}
+OTHERS = {
+    "/etc/systemd/system/sidekiq-critical.target": OTHER_MARKER,
+    "/etc/systemd/system/sidekiq-critical-default@.service": OTHER_MARKER,
+    "/etc/systemd/system/sidekiq-admin.service": "# sidekiq-fleet group: sidekiq, said in a comment\n",
+    "/etc/sidekiq-fleet/critical.env": "A=1\n",
+    "/var/lib/sidekiq-fleet/staging/critical/critical.target": "[Unit]\n",
+    "/var/lib/sidekiq-fleet/critical/app-version": "v1\n",
+}
+SLOTS = [
+    "sidekiq-default@a.service",
+    "sidekiq-default@b.service",
+    "sidekiq-first-release.path",
+    "sidekiq-first-release.service",
+    "sidekiq-low@a.service",
+    "sidekiq-low@b.service",
+    "sidekiq.target",
+    "sidekiq.service",  # the legacy unit, found apart from the marked ones
+]
+DRAINS = [
+    "sidekiq-default-drain-a.service",
+    "sidekiq-default-drain-b.service",
+    "sidekiq-low-drain-a.service",
+    "sidekiq-low-drain-b.service",
+]
+VERSION = "/var/lib/sidekiq-fleet/sidekiq/app-version"
+USER_VERSION = "~deploy/.local/state/sidekiq-fleet/sidekiq/app-version"
 
-def installed(host: FakeHost, stage: Stage) -> dict[str, str]:
-    contents = staged(host, stage)
-    for path, content in contents.items():
+
+def installed(host: FakeHost, stage: Stage, extra: dict[str, str] = LEFT_OVER) -> dict[str, str]:
+    contents = {file.path: file.content for file in render_files(stage)}
+    contents |= {VERSION: "v1\n", **extra}
+    for path, content in {**contents, **OTHERS}.items():
         host.seed(path, content)
+    for slot in ("sidekiq-default@a.service", "sidekiq.service"):
+        host.seed(f"/etc/systemd/system/sidekiq.target.wants/{slot}", "")
     return contents
 
 
-def test_uninstall_quiets_stops_and_removes_every_file(host: FakeHost, with_env: Stage) -> None:
-    installed(host, with_env)
-    host.on("ps", "*", title(1), title(0))
+def test_uninstall_stops_every_unit_of_the_group_then_removes_them(host: FakeHost, with_env: Stage) -> None:
+    contents = installed(host, with_env)
+    host.on("systemctl", "is-active --quiet *-drain-*", "exit 3")
     run = host.run(scripts.uninstall(with_env, render_files(with_env), "web1"))
     assert run.returncode == 0, run.stderr
-    for path in (
-        UNIT,
-        SUDOERS,
-        ENV,
-        *(f"{STAGED}/{name}" for name in ("sidekiq.service", "sidekiq-fleet-sidekiq", "sidekiq.env")),
-    ):
-        assert host.removed(path), path
-    for directory in ("/etc/sidekiq-fleet", "/var/lib/sidekiq-fleet"):
-        assert host.removed(directory), directory
-    assert [c for c in run.calls if c.startswith(("systemctl", "ps", "rm "))] == [
-        "systemctl is-active --quiet sidekiq.service",
-        "systemctl show -p MainPID --value sidekiq.service",
-        "systemctl kill -s TSTP sidekiq.service",
-        "ps -o args= -p 4242",
-        "ps -o args= -p 4242",
-        "systemctl stop sidekiq.service",
-        "systemctl disable --quiet sidekiq.service",
-        f"rm -f {ENV}",
-        f"rm -f {SUDOERS}",
-        f"rm -f {UNIT}",
+    assert run.ran("systemctl") == [
+        # Disarmed first, or it would start Sidekiq again as soon as it stopped.
+        "systemctl disable --now --quiet sidekiq-first-release.path",
+        *(f"systemctl is-active --quiet {drain}" for drain in DRAINS),
+        f"systemctl stop {' '.join(SLOTS)}",
+        f"systemctl disable --quiet {' '.join(SLOTS)}",
         "systemctl daemon-reload",
-        "systemctl reset-failed sidekiq.service",
-        f"rm -rf {STAGED}",
+        f"systemctl reset-failed {' '.join(SLOTS)}",
     ]
-    assert run.stdout.splitlines()[-1] == f"{SAY}uninstalled"
+    for path in contents:
+        assert host.removed(path), path
+    assert host.removed("/etc/systemd/system/sidekiq.target.wants/sidekiq-default@a.service")
+    assert {path: host.file(path) for path in OTHERS} == OTHERS
+    assert not host.removed("/etc/sidekiq-fleet") and not host.removed("/var/lib/sidekiq-fleet")
+    assert run.stdout == f"{SAY}stopping {' '.join(SLOTS)}\n{SAY}uninstalled\n"
 
 
-def test_uninstall_of_a_stopped_unit_sends_nothing_to_it(host: FakeHost, staging: Stage) -> None:
-    installed(host, staging)
+def test_uninstall_stops_a_running_drain_before_the_slots(host: FakeHost, staging: Stage) -> None:
+    installed(host, staging, extra={})
+    host.on("systemctl", "is-active --quiet sidekiq-default-drain-b.service", "exit 0")
+    host.on("systemctl", "is-active --quiet *", "exit 3")
+    run = host.run(scripts.uninstall(staging, render_files(staging), "web1"))
+    assert run.returncode == 0, run.stderr
+    stop_drain = run.position("systemctl stop sidekiq-default-drain-b.service")
+    assert stop_drain < run.position(
+        "systemctl stop sidekiq-default@a.service sidekiq-default@b.service sidekiq-first-release.path "
+        "sidekiq-first-release.service sidekiq.target"
+    )
+    assert [c for c in run.ran("systemctl") if "drain" in c and "stop" in c] == [
+        "systemctl stop sidekiq-default-drain-b.service"
+    ]
+
+
+def test_uninstall_with_nothing_of_the_group_left_stops_nothing(host: FakeHost, staging: Stage) -> None:
+    run = host.run(scripts.uninstall(staging, render_files(staging), "web1"))
+    assert run.returncode == 0, run.stderr
+    assert not [c for c in run.ran("systemctl") if c.startswith("systemctl stop")]
+    assert run.stdout == f"{SAY}uninstalled\n"
+
+
+def test_a_legacy_unit_that_is_not_ours_is_left_alone(host: FakeHost, staging: Stage) -> None:
+    installed(host, staging, extra={"/etc/systemd/system/sidekiq.service": "[Service]\nExecStart=/bin/x\n"})
     host.on("systemctl", "is-active *", "exit 3")
     run = host.run(scripts.uninstall(staging, render_files(staging), "web1"))
     assert run.returncode == 0, run.stderr
-    assert host.removed(UNIT) and host.removed(SUDOERS)
-    assert not [c for c in run.ran("systemctl") if c.split()[1] in ("kill", "stop", "show")]
+    assert host.file("/etc/systemd/system/sidekiq.service") == "[Service]\nExecStart=/bin/x\n"
+    assert not [c for c in run.calls if "sidekiq.service" in c.split()]
 
 
-def test_uninstall_without_quiet_first_stops_at_once(host: FakeHost, existing_values) -> None:
-    existing_values["rollout"] = {"quietFirst": False}
-    stage = stage_from(existing_values)
-    installed(host, stage)
-    run = host.run(scripts.uninstall(stage, render_files(stage), "web1"))
-    assert run.returncode == 0, run.stderr
-    assert run.ran("systemctl")[:3] == [
-        "systemctl is-active --quiet sidekiq.service",
-        "systemctl stop sidekiq.service",
-        "systemctl disable --quiet sidekiq.service",
-    ]
-    assert not run.ran("ps") and host.removed(UNIT)
+JOURNAL = "last 40 journal lines of group sidekiq on host web1:\n    fake journal line\n"
 
 
 def test_uninstall_keeps_every_file_when_the_stop_fails(host: FakeHost, with_env: Stage) -> None:
     contents = installed(host, with_env)
+    host.on("systemctl", "is-active *", "exit 3")
     host.on("systemctl", "stop *", "exit 1")
     run = host.run(scripts.uninstall(with_env, render_files(with_env), "web1"))
     assert run.returncode == 1
     assert host.changes() == set()
     assert {path: host.file(path) for path in contents} == contents
     assert run.stderr == f"{JOURNAL}{SAY}FAILED: stop failed\n"
-
-
-def test_uninstall_leaves_other_units_files_and_their_directories(host: FakeHost, with_env: Stage) -> None:
-    installed(host, with_env)
-    others = {
-        "/etc/sidekiq-fleet/critical.env": "A=1\n",
-        "/var/lib/sidekiq-fleet/staging/critical/critical.service": "[Service]\n",
-    }
-    for path, content in others.items():
-        host.seed(path, content)
-    run = host.run(scripts.uninstall(with_env, render_files(with_env), "web1"))
-    assert run.returncode == 0, run.stderr
-    assert host.removed(ENV) and host.removed(UNIT)
-    assert {path: host.file(path) for path in others} == others
-    assert not host.removed("/etc/sidekiq-fleet") and not host.removed("/var/lib/sidekiq-fleet")
+    assert run.ran("journalctl") == [
+        "journalctl " + " ".join(f"-u {unit}" for unit in SLOTS) + " -n 40 --no-pager -o short-iso"
+    ]
 
 
 def test_user_scope_uninstall_starts_the_users_manager_first(host: FakeHost, existing_values) -> None:
     existing_values["sidekiq"] = {"scope": "user"}
     stage = stage_from(existing_values)
-    installed(host, stage)
+    home = "/home/deploy/.config/systemd/user"
+    contents = installed(host, stage, extra={USER_VERSION: "v1\n"})
+    host.on("runuser", "* is-active *", "exit 3")
+    host.on("runuser", "* stop *", "exit 1")
+    run = host.run(scripts.uninstall(stage, render_files(stage), "web1"))
+    assert run.returncode == 1
+    units = [u for u in SLOTS if "low" not in u and u != "sidekiq.service"]
+    assert run.position(f"systemctl start user@{DEPLOY_UID}.service") < run.position(
+        f"{USER_SYSTEMCTL} stop {' '.join(units)}"
+    )
+    assert run.ran("journalctl") == [
+        "journalctl "
+        + " ".join(f"_SYSTEMD_USER_UNIT={unit} _UID={DEPLOY_UID}" for unit in units)
+        + " -n 40 --no-pager -o short-iso"
+    ]
+    assert {path: host.file(path) for path in contents} == contents, "a failed stop removes nothing"
+    assert host.file(f"{home}/sidekiq.target") is not None
+
+
+def test_user_scope_uninstall_removes_the_users_units_and_version(host: FakeHost, existing_values) -> None:
+    existing_values["sidekiq"] = {"scope": "user"}
+    stage = stage_from(existing_values)
+    contents = installed(host, stage, extra={USER_VERSION: "v1\n"})
+    host.on("runuser", "* is-active *", "exit 3")
     run = host.run(scripts.uninstall(stage, render_files(stage), "web1"))
     assert run.returncode == 0, run.stderr
-    assert host.removed("/home/deploy/.config/systemd/user/sidekiq.service")
-    assert run.position(f"systemctl start user@{DEPLOY_UID}.service") < run.position(
-        f"{USER_SYSTEMCTL} stop sidekiq.service"
-    )
+    for path in contents:
+        if path.startswith(("~", CONTROL)):
+            assert host.removed(path), path
+    assert {path: host.file(path) for path in OTHERS} == OTHERS
 
 
 # --- prepare_host and wait_for_port -----------------------------------------------------------

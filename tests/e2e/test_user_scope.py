@@ -15,7 +15,10 @@ pytestmark = pytest.mark.e2e
 HOST_COUNT = 1
 STACK_OVERRIDES = {"sidekiq": {"scope": "user"}}
 HOME = "/home/deploy"
-UNIT_FILE = f"{HOME}/.config/systemd/user/sidekiq.service"
+UNIT_DIR = f"{HOME}/.config/systemd/user"
+UNIT_FILE = f"{UNIT_DIR}/sidekiq-default@.service"
+SLOTS = ("sidekiq-default@a.service", "sidekiq-default@b.service")
+CONTROL = "/usr/local/sbin/sidekiqctl"
 ENV_FILE = f"{HOME}/.config/sidekiq-fleet/sidekiq.env"
 
 
@@ -28,13 +31,15 @@ def as_deploy(host: localhosts.Host, command: str) -> str:
 def test_user_unit_deploys_restarts_and_uninstalls(project: PulumiProject, hosts: localhosts.Fleet) -> None:
     (host,) = hosts
     project.up()
-    assert as_deploy(host, "systemctl --user is-active sidekiq.service").strip() == "active"
+    assert as_deploy(host, f"systemctl --user is-active {SLOTS[0]}").strip() == "active"
+    assert as_deploy(host, "systemctl --user is-enabled sidekiq.target").strip() == "enabled"
+    assert host.exec(f"stat -c '%U %a' {CONTROL}").stdout == "root 755\n", "deploy runs it, root owns it"
     assert "Linger=yes" in host.exec("loginctl show-user deploy -p Linger").stdout
     stat = host.exec(f"stat -c '%U %a %n' {HOME}/.config {UNIT_FILE} {ENV_FILE}").stdout.split("\n")
     assert stat[:3] == [f"deploy 755 {HOME}/.config", f"deploy 644 {UNIT_FILE}", f"deploy 600 {ENV_FILE}"]
     assert host.exec("test -e /etc/sudoers.d/sidekiq-fleet-sidekiq").returncode != 0, "no sudo for user units"
     # The sandbox a user manager can apply (README, "scope: user"): measured at 2.2 on these hosts.
-    score = as_deploy(host, "systemd-analyze --user security sidekiq.service --no-pager").splitlines()[-1]
+    score = as_deploy(host, f"systemd-analyze --user security {SLOTS[0]} --no-pager").splitlines()[-1]
     assert float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", score).group(1)) <= 2.5, score
     for job_id, path, error in [
         ("user-shared", f"{APP}/shared/e2e-user", None),
@@ -46,17 +51,24 @@ def test_user_unit_deploys_restarts_and_uninstalls(project: PulumiProject, hosts
             lambda i=job_id: next((j for j in processed(host) if j["id"] == i), None), 30, job_id
         )
         assert job["error"] == error, path
-    old_pid = as_deploy(host, "systemctl --user show -p MainPID --value sidekiq.service").strip()
+    old_pid = as_deploy(host, f"systemctl --user show -p MainPID --value {SLOTS[0]}").strip()
 
     project.config_set("appVersion", "local-user-2")
-    run = project.up()
-    assert "sent TSTP" in run.output
-    new_pid = as_deploy(host, "systemctl --user show -p MainPID --value sidekiq.service").strip()
-    assert new_pid != old_pid
-    journal = host.exec("journalctl _SYSTEMD_USER_UNIT=sidekiq.service -o cat --no-pager").stdout
-    assert journal.index("Received TSTP") < journal.index("Shutting down")
+    project.up()
+    new_pid = as_deploy(host, f"systemctl --user show -p MainPID --value {SLOTS[1]}").strip()
+    assert new_pid not in ("0", old_pid)
+    assert as_deploy(host, f"systemctl --user is-enabled {SLOTS[1]}").strip() == "enabled"
+    journal = host.exec(f"journalctl _SYSTEMD_USER_UNIT={SLOTS[0]} -o cat --no-pager").stdout
+    wait_until(
+        lambda: "Bye!" in host.exec(f"journalctl _SYSTEMD_USER_UNIT={SLOTS[0]} -o cat --no-pager").stdout,
+        60,
+        "the old slot to drain and stop",
+    )
+    assert "Received TSTP" in journal
 
     project.pulumi("destroy", "--yes")
     wait_until(lambda: host.exec(f"test -e {UNIT_FILE}").returncode != 0, 5, "the unit file to go")
     assert host.exec(f"test -e {ENV_FILE}").returncode != 0
+    assert host.exec(f"test -e {CONTROL}").returncode != 0
+    assert host.exec(f"ls -A {UNIT_DIR}").stdout == "", "every unit of the group is gone"
     assert "sidekiq" not in host.exec("ps -eo comm").stdout
