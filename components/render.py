@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import posixpath
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ STAGING_DIR = f"{STATE_DIR}/staging"
 SYSTEM_UNIT_DIR = "/etc/systemd/system"
 SYSTEM_ENV_DIR = "/etc/sidekiq-fleet"
 SUDOERS_DIR = "/etc/sudoers.d"
+CONTROL_DIR = "/usr/local/sbin"
 
 FileRole = Literal["unit", "sudoers", "env"]
 
@@ -47,6 +49,10 @@ def _systemd_env_quote(value: str) -> str:
     return f'"{escaped}"'
 
 
+def _shell_quote(value: object) -> str:
+    return shlex.quote(str(value))
+
+
 def _environment(project_dir: Path | None) -> jinja2.Environment:
     loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader(TEMPLATES)]
     if project_dir is not None:
@@ -60,6 +66,7 @@ def _environment(project_dir: Path | None) -> jinja2.Environment:
         autoescape=False,  # pragma: no mutate - None, or leaving it out, is False too
     )
     env.filters["systemd_env_quote"] = _systemd_env_quote
+    env.filters["shell_quote"] = _shell_quote
     return env
 
 
@@ -175,6 +182,43 @@ def render_sudoers(stage: Stage) -> str:
             unit=stage.unit,
             alias=alias,
             commands=sudo_commands(stage),
+        )
+    )
+
+
+def control_path(stage: Stage) -> str:
+    """The on-host control script (docs/rollout.md), one per unitName."""
+    return f"{CONTROL_DIR}/{stage.config.sidekiq.unit_name}ctl"
+
+
+def render_control(stage: Stage) -> str:
+    """The control script, every stage value baked in and shell-quoted."""
+    sidekiq = stage.config.sidekiq
+    rollout = stage.config.rollout
+    return (
+        _environment(None)
+        .get_template("sidekiqctl.sh.j2")
+        .render(
+            managed_note=MANAGED_NOTE,
+            group=sidekiq.unit_name,
+            scope=sidekiq.scope,
+            user=sidekiq.user,
+            control_path=control_path(stage),
+            # The first process's file also tells whether a release exists (PathExists= of the path unit).
+            processes=[
+                {
+                    "name": process.name,
+                    "config_path": posixpath.join(stage.app_dir, process.config_file),
+                    "drain_timeout": process.drain_timeout,
+                }
+                for process in stage.processes
+            ],
+            strategy=rollout.strategy,
+            memory_margin=rollout.memory_margin,
+            quiet_first="yes" if rollout.quiet_first else "no",
+            max_busy_wait=rollout.max_busy_wait,
+            timeout=sidekiq.timeout,
+            restart_sec=sidekiq.restart_sec,
         )
     )
 
