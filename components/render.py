@@ -49,7 +49,8 @@ def _systemd_env_quote(value: str) -> str:
     return f'"{escaped}"'
 
 
-def _shell_quote(value: object) -> str:
+def shell_quote(value: object) -> str:
+    """The jinja2 filter for every value that reaches a shell."""
     return shlex.quote(str(value))
 
 
@@ -66,7 +67,7 @@ def _environment(project_dir: Path | None) -> jinja2.Environment:
         autoescape=False,  # pragma: no mutate - None, or leaving it out, is False too
     )
     env.filters["systemd_env_quote"] = _systemd_env_quote
-    env.filters["shell_quote"] = _shell_quote
+    env.filters["shell_quote"] = shell_quote
     return env
 
 
