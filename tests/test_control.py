@@ -698,6 +698,7 @@ def test_user_scope_drain_removes_the_legacy_unit_as_the_deploy_user(host, exist
     legacy = "/home/deploy/.config/systemd/user/sidekiq.service"
     host.seed(legacy, MANAGED)
     slot(host, "sidekiq.service", "active", prefix="--user ")
+    host.on("systemctl", "--user show -p MainPID --value sidekiq.service", "echo 4242")
     run = run_ctl(
         host, stage_values(existing_values, sidekiq={"scope": "user"}), "drain", "default", "legacy"
     )
