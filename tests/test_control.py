@@ -216,7 +216,7 @@ def test_a_new_slot_that_fails_is_stopped_with_its_journal_and_the_old_one_keeps
     invocation = "_SYSTEMD_INVOCATION_ID=0f1e2d + INVOCATION_ID=0f1e2d + USER_INVOCATION_ID=0f1e2d"
     host.on(
         "journalctl",
-        f"--no-pager -o short-iso {invocation}",
+        f"-q --no-pager -o short-iso {invocation}",
         "echo 'systemd[1]: sidekiq-default@b.service: Changing to the requested working directory failed'",
     )
     run = run_ctl(host, stage_values(existing_values), "restart", "v2")
@@ -235,7 +235,7 @@ def test_a_new_slot_that_fails_is_stopped_with_its_journal_and_the_old_one_keeps
     assert before(
         run,
         "journalctl --sync",
-        f"journalctl --no-pager -o short-iso {invocation}",
+        f"journalctl -q --no-pager -o short-iso {invocation}",
     )
     for untouched in [
         f"systemctl kill --kill-whom=main -s TSTP {A}",
@@ -252,9 +252,9 @@ def test_a_failed_start_without_invocation_lines_shows_the_units_last_lines(host
     serving_a(host)
     host.on("systemctl", f"start {B}", "exit 1")
     host.on("systemctl", f"show -p InvocationID --value {B}", "echo 0f1e2d")
-    host.on("journalctl", "*INVOCATION_ID=0f1e2d*", "echo '-- No entries --'")
+    host.on("journalctl", "*INVOCATION_ID=0f1e2d*", "true")  # -q: no "-- No entries --"
     host.on(
-        "journalctl", f"--no-pager -o short-iso -n 40 -u {B}", "echo 'Redis::CannotConnectError: refused'"
+        "journalctl", f"-q --no-pager -o short-iso -n 40 -u {B}", "echo 'Redis::CannotConnectError: refused'"
     )
     run = run_ctl(host, stage_values(existing_values), "restart")
     assert run.returncode == 1
@@ -656,7 +656,7 @@ def test_logs_read_every_slot_and_drain_unit(host, existing_values, verb, follow
     units = [A, B, "sidekiq-default-drain-a.service", "sidekiq-default-drain-b.service"]
     units.append("sidekiq-first-release.service")
     assert run.ran("journalctl") == [
-        " ".join(["journalctl --no-pager -o short-iso -n 200", *follow, *(f"-u {u}" for u in units)])
+        " ".join(["journalctl -q --no-pager -o short-iso -n 200", *follow, *(f"-u {u}" for u in units)])
     ]
 
 
@@ -689,7 +689,7 @@ def test_user_scope_logs_as_root_match_the_users_fields(host, existing_values) -
     run = run_ctl(host, stage_values(existing_values, sidekiq={"scope": "user"}), "logs")
     (call,) = run.ran("journalctl")
     assert call.startswith(
-        f"journalctl --no-pager -o short-iso -n 200 _UID={DEPLOY_UID} _SYSTEMD_USER_UNIT={A} "
+        f"journalctl -q --no-pager -o short-iso -n 200 _UID={DEPLOY_UID} _SYSTEMD_USER_UNIT={A} "
     )
     assert f" + _UID={DEPLOY_UID} USER_UNIT={A} " in call
 
