@@ -352,9 +352,10 @@ def test_memory_unknown_overlaps_and_says_so(host, existing_values) -> None:
     assert f"systemctl start {B}" in run.calls
 
 
-def test_nothing_running_starts_the_enabled_slot(host, existing_values) -> None:
+@pytest.mark.parametrize("state", ["failed", "activating"])  # activating: Restart=always retrying it
+def test_nothing_running_starts_the_enabled_slot(host, existing_values, state) -> None:
     slot(host, A, "inactive")
-    slot(host, B, "failed", enabled=True)
+    slot(host, B, state, enabled=True)
     run = run_ctl(host, stage_values(existing_values), "restart", "v3")
     assert run.returncode == 0, run.stderr
     assert before(run, f"systemctl enable --quiet {B}", f"systemctl reset-failed {B}")
@@ -565,6 +566,16 @@ def test_drain_stops_the_slot_at_its_deadline(host, existing_values) -> None:
     assert run.calls[-1] == f"systemctl stop {A}"
 
 
+def test_drain_of_a_slot_without_a_main_process_stops_it_at_once(host, existing_values) -> None:
+    slot(host, A, "activating")
+    host.on("systemctl", f"show -p MainPID --value {A}", "echo 0")
+    run = run_ctl(host, stage_values(existing_values), "drain", "default", "a")
+    assert run.returncode == 0, run.stderr
+    assert run.ran("sleep") == []
+    assert f"{SAY}process default: {A} has no main process; stopping it\n" in run.stdout
+    assert run.calls[-1] == f"systemctl stop {A}"
+
+
 def test_drain_refuses_the_enabled_slot(host, existing_values) -> None:
     slot(host, A, "active", enabled=True)
     run = run_ctl(host, stage_values(existing_values), "drain", "default", "a")
@@ -582,7 +593,10 @@ def test_status_prints_one_logfmt_line_per_enabled_or_running_slot(host, existin
     slot(host, A, "active", enabled=True)
     slot(host, B, "deactivating")
     slot(host, "sidekiq-low@a.service", "inactive")
-    slot(host, "sidekiq-low@b.service", "failed", enabled=True)
+    slot(host, "sidekiq-low@b.service", "activating", enabled=True)
+    host.on(
+        "systemctl", "show -p ActiveEnterTimestamp --value --timestamp=unix sidekiq-low@b.service", "echo @1"
+    )
     host.on("systemctl", "show -p MainPID --value sidekiq-default@b.service", "echo 4343")
     host.on("systemctl", "show -p MainPID --value sidekiq-low@b.service", "echo 0")
     host.on("systemctl", f"show -p ActiveEnterTimestamp --value --timestamp=unix {A}", "echo @1764324000")
@@ -601,8 +615,8 @@ def test_status_prints_one_logfmt_line_per_enabled_or_running_slot(host, existin
         "concurrency=5 quiet=no release=/home/deploy/www/releases/2 memory=123456789 version=v7",
         "process=default slot=b enabled=no state=deactivating pid=4343 since=2025-11-28T09:01:01+00:00 "
         'busy=1 concurrency=5 quiet=yes release="/home/deploy/www/releases/old one" memory=2097152 version=-',
-        "process=low slot=b enabled=yes state=failed pid=- since=- busy=- concurrency=- quiet=- release=- "
-        "memory=- version=v7",
+        "process=low slot=b enabled=yes state=activating pid=- since=- busy=- concurrency=- quiet=- "
+        "release=- memory=- version=v7",
     ]
 
 
