@@ -47,7 +47,9 @@ def run_ctl(host: FakeHost, values: dict[str, Any], *args: str) -> Run:
     script = host.root / "sidekiqctl"
     script.write_text(render_control(stage_from(values)))
     words = " ".join(f"'{a}'" for a in args)
-    return host.run(f"SIDEKIQ_FLEET_HOST=web1 bash {script} {words}")
+    # The deploy user's runtime directory, as logind makes it (by path: the spied mkdir would log it).
+    runtime = f"/bin/mkdir -p /run/user/{DEPLOY_UID}"
+    return host.run(f"{runtime} && SIDEKIQ_FLEET_HOST=web1 bash {script} {words}")
 
 
 def slot(host: FakeHost, unit: str, *states: str, enabled: bool = False, prefix: str = "") -> None:
@@ -166,6 +168,37 @@ def test_usage_errors_exit_2_before_touching_systemd(host, existing_values) -> N
         USAGE_ERRORS
     )
     assert run.calls == []
+
+
+# --- one changing run at a time -------------------------------------------------------------------
+
+
+def test_a_changing_verb_takes_the_lock_before_touching_systemd(host, existing_values) -> None:
+    serving_a(host)
+    run = run_ctl(host, stage_values(existing_values), "restart")
+    assert run.returncode == 0, run.stderr
+    # sidekiq.timeout 25: 3 x 25 + 60 s, more than a restart that waits for a drain, then stops a slot.
+    assert run.calls.index("flock -w 135 9") < min(run.calls.index(c) for c in run.ran("systemctl"))
+
+
+@pytest.mark.parametrize("verb", ["quiet", "stop", "start", "first-release", "restart"])
+def test_a_held_lock_stops_a_changing_verb_before_it_does_anything(host, existing_values, verb) -> None:
+    host.on("flock", "*", "exit 1")
+    run = run_ctl(host, stage_values(existing_values), verb)
+    assert run.returncode == 1
+    lock = "/run/sidekiq-fleet-sidekiq.lock"
+    assert run.stderr == f"{SAY}FAILED: another run of sidekiqctl held {lock} for 135 s; nothing done\n"
+    assert run.ran("systemctl") == []
+
+
+def test_status_logs_and_drain_take_no_lock(host, existing_values) -> None:
+    slot(host, A, "inactive")
+    script = host.root / "sidekiqctl"
+    script.write_text(render_control(stage_from(stage_values(existing_values))))
+    run = host.run(f"for v in status logs 'drain default a'; do bash {script} $v; done")
+    assert run.returncode == 0, run.stderr
+    assert run.ran("journalctl") != []
+    assert run.ran("flock") == []
 
 
 # --- restart, overlap -----------------------------------------------------------------------------
@@ -697,6 +730,8 @@ def test_user_scope_run_as_root_goes_through_the_deploy_users_manager(host, exis
     assert f"{user}mkdir -p {state}" in run.calls
     assert f"{user}mv -f {state}/.app-version.new {state}/app-version" in run.calls
     assert host.file(f"{state}/app-version") == "v2\n"
+    lock = f"/run/user/{DEPLOY_UID}/sidekiq-fleet-sidekiq.lock"
+    assert before(run, f"{user}touch {lock}", "flock -w 135 9")
 
 
 def test_user_scope_logs_as_root_match_the_users_fields(host, existing_values) -> None:
