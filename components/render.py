@@ -24,6 +24,7 @@ STAGING_DIR = f"{STATE_DIR}/staging"
 SYSTEM_UNIT_DIR = "/etc/systemd/system"
 SYSTEM_ENV_DIR = "/etc/sidekiq-fleet"
 SUDOERS_DIR = "/etc/sudoers.d"
+CONTROL_DIR = "/usr/local/sbin"
 
 FileRole = Literal["unit", "control", "sudoers", "env"]
 
@@ -47,6 +48,11 @@ def _systemd_env_quote(value: str) -> str:
     return f'"{escaped}"'
 
 
+def shell_quote(value: object) -> str:
+    """The jinja2 filter for every value that reaches a shell."""
+    return shlex.quote(str(value))
+
+
 def _environment(project_dir: Path | None) -> jinja2.Environment:
     loaders: list[jinja2.BaseLoader] = [jinja2.FileSystemLoader(TEMPLATES)]
     if project_dir is not None:
@@ -60,6 +66,7 @@ def _environment(project_dir: Path | None) -> jinja2.Environment:
         autoescape=False,  # pragma: no mutate - None, or leaving it out, is False too
     )
     env.filters["systemd_env_quote"] = _systemd_env_quote
+    env.filters["shell_quote"] = shell_quote
     return env
 
 
@@ -232,17 +239,6 @@ def render_first_release_service(stage: Stage) -> str:
     return _unit_text(stage, body)
 
 
-# --- PLACEHOLDER (branch `slots`): the `ctl` branch writes these two; the lead replaces this block
-# at merge. Only the signatures and the path are the contract (docs/rollout.md).
-def control_path(stage: Stage) -> str:
-    return f"/usr/local/sbin/{stage.config.sidekiq.unit_name}ctl"
-
-
-def render_control(stage: Stage) -> str:
-    return "#!/bin/bash\necho 'placeholder control script (branch slots)' >&2\nexit 1\n"
-
-
-# --- END PLACEHOLDER
 
 
 CONTROL_VERBS = ("status", "quiet", "stop", "start", "restart", "logs", "follow")
@@ -268,6 +264,43 @@ def render_sudoers(stage: Stage) -> str:
             control=control_path(stage),
             alias=alias,
             commands=sudo_commands(stage),
+        )
+    )
+
+
+def control_path(stage: Stage) -> str:
+    """The on-host control script (docs/rollout.md), one per unitName."""
+    return f"{CONTROL_DIR}/{stage.config.sidekiq.unit_name}ctl"
+
+
+def render_control(stage: Stage) -> str:
+    """The control script, every stage value baked in and shell-quoted."""
+    sidekiq = stage.config.sidekiq
+    rollout = stage.config.rollout
+    return (
+        _environment(None)
+        .get_template("sidekiqctl.sh.j2")
+        .render(
+            managed_note=MANAGED_NOTE,
+            group=sidekiq.unit_name,
+            scope=sidekiq.scope,
+            user=sidekiq.user,
+            control_path=control_path(stage),
+            # The first process's file also tells whether a release exists (PathExists= of the path unit).
+            processes=[
+                {
+                    "name": process.name,
+                    "config_path": posixpath.join(stage.app_dir, process.config_file),
+                    "drain_timeout": process.drain_timeout,
+                }
+                for process in stage.processes
+            ],
+            strategy=rollout.strategy,
+            memory_margin=rollout.memory_margin,
+            quiet_first="yes" if rollout.quiet_first else "no",
+            max_busy_wait=rollout.max_busy_wait,
+            timeout=sidekiq.timeout,
+            restart_sec=sidekiq.restart_sec,
         )
     )
 

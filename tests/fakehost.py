@@ -69,6 +69,8 @@ for dir in $OVERLAID; do
     -o "upperdir=$layers/upper$name,workdir=$layers/work$name" "$dir"
 done
 mount -t tmpfs tmpfs /run
+# What the host's /proc/meminfo says, when a test scripts it.
+if [ -e "$FAKE_DIR/meminfo" ]; then mount --bind "$FAKE_DIR/meminfo" /proc/meminfo; fi
 rc=0
 PATH="$FAKE_DIR/bin:$PATH" /bin/bash -c "$SCRIPT" || rc=$?
 cp -a "$layers"/upper_* "$SANDBOX_ROOT"/
@@ -116,10 +118,10 @@ class FakeHost:
         ("mktemp", "-d /run/*.XXXXXX"): ('mkdir "${2%.*}.test" && echo "${2%.*}.test"',),
     }
     # Logged, then the real program: their effects land in the overlays.
-    SPIED = ("install", "mv", "rm", "rmdir", "mkdir", "mktemp", "cmp", "getent", "id", "stat")
+    SPIED = ("install", "mv", "rm", "rmdir", "mkdir", "mktemp", "cmp", "getent", "id", "stat", "readlink", "flock")
     # Logged and answered by rules only.
     FAKED = ("sudo", "systemctl", "journalctl", "ps", "visudo", "systemd-analyze", "sleep")
-    FAKED += ("runuser", "loginctl", "cloud-init", "date")
+    FAKED += ("runuser", "loginctl", "cloud-init", "date", "systemd-run")
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -167,6 +169,14 @@ class FakeHost:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(content)
         target.chmod(mode)
+
+    def meminfo(self, available_kib: int) -> None:
+        """Make /proc/meminfo say MemAvailable is ``available_kib`` KiB."""
+        total = available_kib * 2
+        (self.fake_dir / "meminfo").write_text(
+            f"MemTotal:       {total} kB\nMemFree:        {available_kib // 2} kB\n"
+            f"MemAvailable:   {available_kib} kB\n"
+        )
 
     def run(self, script: str) -> Run:
         """Run the script, as the provisioning user's ssh command would, on this host."""

@@ -1,0 +1,763 @@
+"""The on-host control script (docs/rollout.md), executed: rendered for a stage, then run on a
+FakeHost (tests/fakehost.py) whose systemctl, systemd-run, journalctl, ps, date and /proc/meminfo
+answer as each test scripts them. The checks are the decisions: which commands ran, in which order,
+what was said, the exit status and the files left behind.
+
+Unit names, paths and messages are spelled out here, not computed by the code under test.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components.render import control_path, render_control, shell_quote
+from tests.conftest import stage_from
+from tests.fakehost import DEPLOY_UID, EPOCH, FakeHost, Run, title
+
+APP = "/home/deploy/www/current"  # under /home: the sandbox's overlays can hold the release
+CONFIG = f"{APP}/config/sidekiq.yml"
+A = "sidekiq-default@a.service"
+B = "sidekiq-default@b.service"
+UNITS = "/etc/systemd/system"
+VERSION_FILE = "/var/lib/sidekiq-fleet/sidekiq/app-version"
+SAY = "sidekiq-fleet: sidekiq on host web1: "
+CTL = "/usr/local/sbin/sidekiqctl"
+MANAGED = "# Managed by sidekiq-fleet (pulumi up); local edits are overwritten.\n"
+GIB = 1024 * 1024 * 1024
+
+
+def stage_values(existing_values: dict[str, Any], **sections: dict[str, Any]) -> dict[str, Any]:
+    existing_values["sidekiq"] = {"appDir": APP, **sections.pop("sidekiq", {})}
+    existing_values.update(sections)
+    return existing_values
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> FakeHost:
+    fake = FakeHost(tmp_path)
+    fake.seed(CONFIG, ":concurrency: 5\n")  # a release is there unless a test removes it
+    return fake
+
+
+def run_ctl(host: FakeHost, values: dict[str, Any], *args: str) -> Run:
+    script = host.root / "sidekiqctl"
+    script.write_text(render_control(stage_from(values)))
+    words = " ".join(f"'{a}'" for a in args)
+    # The deploy user's runtime directory, as logind makes it (by path: the spied mkdir would log it).
+    runtime = f"/bin/mkdir -p /run/user/{DEPLOY_UID}"
+    return host.run(f"{runtime} && SIDEKIQ_FLEET_HOST=web1 bash {script} {words}")
+
+
+def slot(host: FakeHost, unit: str, *states: str, enabled: bool = False, prefix: str = "") -> None:
+    """The slot's ActiveState, call after call, and whether it is enabled."""
+    host.on("systemctl", f"{prefix}show -p ActiveState --value {unit}", *(f"echo {s}" for s in states))
+    host.on("systemctl", f"{prefix}is-enabled {unit}", "echo enabled" if enabled else "echo disabled; exit 1")
+
+
+def serving_a(host: FakeHost, memory: int = 100 * 1024 * 1024) -> None:
+    """Slot a enabled and serving, b stopped, plenty of memory."""
+    slot(host, A, "active", enabled=True)
+    slot(host, B, "inactive")
+    host.on("systemctl", f"show -p MemoryCurrent --value {A}", f"echo {memory}")
+    host.meminfo(8 * 1024 * 1024)
+
+
+def before(run: Run, first: str, second: str) -> bool:
+    return run.position(first) < run.position(second)
+
+
+# --- rendering ------------------------------------------------------------------------------------
+
+
+SHAPES = [
+    {},
+    {"sidekiq": {"scope": "user"}},
+    {"rollout": {"strategy": "restart", "quietFirst": False, "maxBusyWait": 30}},
+    {
+        "sidekiq": {
+            "unitName": "worker_2",
+            "processes": [
+                {"name": "default"},
+                {"name": "low", "configFile": "/etc/app/low.yml", "drainTimeout": 3600},
+            ],
+        },
+        "rollout": {"drainTimeout": 120, "memoryMargin": 0},
+    },
+]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_every_stage_shape_renders_a_script_that_passes_bash_n(existing_values, shape) -> None:
+    text = render_control(stage_from(stage_values(existing_values, **shape)))
+    assert text.startswith("#!/bin/bash\n")
+    assert "\nset -euo pipefail\n" in text
+    result = subprocess.run(["bash", "-n"], input=text, text=True, capture_output=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_values_are_baked_in_shell_quoted(existing_values) -> None:
+    values = stage_values(
+        existing_values,
+        sidekiq={
+            "appDir": "/srv/a@b+c/current",
+            "unitName": "jobs",
+            "timeout": 40,
+            "processes": [{"name": "default"}, {"name": "low", "configFile": "config/low.yml"}],
+        },
+        rollout={"drainTimeout": 90, "memoryMargin": 512, "strategy": "restart", "maxBusyWait": 7},
+    )
+    text = render_control(stage_from(values))
+    for line in [
+        "group=jobs",
+        "scope=system",
+        "run_as=deploy",
+        "self=/usr/local/sbin/jobsctl",
+        "strategy=restart",
+        "memory_margin_mib=512",
+        "quiet_first=yes",
+        "max_busy_wait=7",
+        "sidekiq_timeout=40",
+        "processes=( default low )",
+        "config_paths=( /srv/a@b+c/current/config/sidekiq.yml /srv/a@b+c/current/config/low.yml )",
+        "drain_timeouts=( 90 90 )",
+        "# sidekiq-fleet group: jobs",
+    ]:
+        assert f"\n{line}\n" in text, line
+
+
+@pytest.mark.parametrize(
+    ("value", "quoted"),
+    [("it's $(touch x)", "'it'\"'\"'s $(touch x)'"), ("a b", "'a b'"), (25, "25"), ("", "''")],
+)
+def test_the_shell_quote_filter_quotes_what_a_shell_would_split_or_expand(value, quoted) -> None:
+    assert shell_quote(value) == quoted
+
+
+def test_control_path_is_named_after_the_unit(existing_values) -> None:
+    assert control_path(stage_from(stage_values(existing_values))) == "/usr/local/sbin/sidekiqctl"
+    values = stage_values(existing_values, sidekiq={"unitName": "jobs-eu"})
+    assert control_path(stage_from(values)) == "/usr/local/sbin/jobs-euctl"
+
+
+# --- usage ----------------------------------------------------------------------------------------
+
+
+USAGE_ERRORS = [
+    "",
+    "bogus",
+    "status x",
+    "restart v1 v2",
+    "restart 'v1; touch /PWNED'",
+    "drain default",
+    "drain nope a",
+    "drain default c",
+]
+
+
+def test_usage_errors_exit_2_before_touching_systemd(host, existing_values) -> None:
+    script = host.root / "sidekiqctl"
+    script.write_text(render_control(stage_from(stage_values(existing_values))))
+    # One sandbox for every case: each prints its exit status.
+    run = host.run("\n".join(f"bash {script} {args} && echo 0 || echo $?" for args in USAGE_ERRORS))
+    assert run.stdout.splitlines() == ["2"] * len(USAGE_ERRORS)
+    assert run.stderr.count("usage: sidekiqctl status|quiet|stop|start|restart [VERSION]|") == len(
+        USAGE_ERRORS
+    )
+    assert run.calls == []
+
+
+# --- one changing run at a time -------------------------------------------------------------------
+
+
+def test_a_changing_verb_takes_the_lock_before_touching_systemd(host, existing_values) -> None:
+    serving_a(host)
+    run = run_ctl(host, stage_values(existing_values), "restart")
+    assert run.returncode == 0, run.stderr
+    # sidekiq.timeout 25: 3 x 25 + 60 s, more than a restart that waits for a drain, then stops a slot.
+    assert run.calls.index("flock -w 135 9") < min(run.calls.index(c) for c in run.ran("systemctl"))
+
+
+def test_a_held_lock_stops_every_changing_verb_before_it_does_anything(host, existing_values) -> None:
+    host.on("flock", "*", "exit 1")
+    script = host.root / "sidekiqctl"
+    script.write_text(render_control(stage_from(stage_values(existing_values))))
+    verbs = ["quiet", "stop", "start", "first-release", "restart"]
+    # One sandbox for every verb: each prints its exit status.
+    run = host.run(
+        "\n".join(f"SIDEKIQ_FLEET_HOST=web1 bash {script} {verb} && echo 0 || echo $?" for verb in verbs)
+    )
+    assert run.stdout.splitlines() == ["1"] * len(verbs)
+    lock = "/run/sidekiq-fleet-sidekiq.lock"
+    failure = f"{SAY}FAILED: another run of sidekiqctl held {lock} for 135 s; nothing done\n"
+    assert run.stderr == failure * len(verbs)
+    assert run.ran("flock") == ["flock -w 135 9"] * len(verbs)
+    assert run.ran("systemctl") == []
+
+
+def test_status_logs_and_drain_take_no_lock(host, existing_values) -> None:
+    slot(host, A, "inactive")
+    script = host.root / "sidekiqctl"
+    script.write_text(render_control(stage_from(stage_values(existing_values))))
+    run = host.run(f"for v in status logs 'drain default a'; do bash {script} $v; done")
+    assert run.returncode == 0, run.stderr
+    assert run.ran("journalctl") != []
+    assert run.ran("flock") == []
+
+
+# --- restart, overlap -----------------------------------------------------------------------------
+
+
+def test_overlap_starts_new_at_ready_then_quiets_old_and_leaves_the_drain_to_systemd(
+    host, existing_values
+) -> None:
+    serving_a(host)
+    run = run_ctl(host, stage_values(existing_values), "restart", "v2")
+    assert run.returncode == 0, run.stderr
+    assert before(run, f"systemctl reset-failed {B}", f"systemctl start {B}")
+    assert before(run, f"systemctl start {B}", f"systemctl kill --kill-whom=main -s TSTP {A}")
+    # Never a moment with no slot enabled.
+    assert before(run, f"systemctl enable --quiet {B}", f"systemctl disable --quiet {A}")
+    assert before(run, f"systemctl disable --quiet {A}", f"systemctl kill --kill-whom=main -s TSTP {A}")
+    assert run.ran("systemd-run") == [
+        "systemd-run --unit=sidekiq-default-drain-a.service --collect --quiet "
+        f"--description=drain {A} -E SIDEKIQ_FLEET_HOST=web1 {CTL} drain default a"
+    ]
+    assert f"systemctl stop {A}" not in run.calls  # the drain unit stops it, not the deploy
+    assert f"systemctl restart {A}" not in run.calls
+    assert run.ran("sleep") == []
+    assert f"{SAY}process default: {B} is ready\n" in run.stdout
+    assert f"{SAY}restarted for version v2\n" in run.stdout
+    assert host.file(VERSION_FILE) == "v2\n"
+
+
+def test_overlap_from_slot_b_goes_back_to_a(host, existing_values) -> None:
+    slot(host, A, "inactive")
+    slot(host, B, "active", enabled=True)
+    run = run_ctl(host, stage_values(existing_values), "restart")
+    assert run.returncode == 0, run.stderr
+    assert before(run, f"systemctl start {A}", f"systemctl kill --kill-whom=main -s TSTP {B}")
+    assert before(run, f"systemctl enable --quiet {A}", f"systemctl disable --quiet {B}")
+    assert run.ran("systemd-run")[0].endswith(f"{CTL} drain default b")
+    assert host.file(VERSION_FILE) is None  # no VERSION, no version file
+    assert run.stdout.endswith(f"{SAY}restarted\n")
+
+
+def test_a_new_slot_that_fails_is_stopped_with_its_journal_and_the_old_one_keeps_serving(
+    host, existing_values
+) -> None:
+    serving_a(host)
+    host.seed(VERSION_FILE, "v1\n")
+    host.on("systemctl", f"start {B}", "echo 'Job for sidekiq-default@b.service failed.' >&2; exit 1")
+    host.on("systemctl", f"show -p InvocationID --value {B}", "echo 0f1e2d")
+    invocation = "_SYSTEMD_INVOCATION_ID=0f1e2d + INVOCATION_ID=0f1e2d + USER_INVOCATION_ID=0f1e2d"
+    host.on(
+        "journalctl",
+        f"-q --no-pager -o short-iso {invocation}",
+        "echo 'systemd[1]: sidekiq-default@b.service: Changing to the requested working directory failed'",
+    )
+    run = run_ctl(host, stage_values(existing_values), "restart", "v2")
+    assert run.returncode == 1
+    assert (
+        f"{SAY}FAILED: process default: {B} did not start; stopped it again, {A} keeps serving\n"
+        in run.stderr
+    )
+    assert (
+        "    systemd[1]: sidekiq-default@b.service: Changing to the requested working directory failed\n"
+        in run.stderr
+    )
+    assert f"journal of {B} on host web1 (invocation 0f1e2d):" in run.stderr
+    # Stopped, else Restart=always retries it in the background; the journal is synced before reading.
+    assert before(run, f"systemctl stop {B}", "journalctl --sync")
+    assert before(
+        run,
+        "journalctl --sync",
+        f"journalctl -q --no-pager -o short-iso {invocation}",
+    )
+    for untouched in [
+        f"systemctl kill --kill-whom=main -s TSTP {A}",
+        f"systemctl disable --quiet {A}",
+        f"systemctl enable --quiet {B}",
+        f"systemctl stop {A}",
+    ]:
+        assert untouched not in run.calls
+    assert run.ran("systemd-run") == []
+    assert host.file(VERSION_FILE) == "v1\n"
+
+
+def test_a_failed_start_without_invocation_lines_shows_the_units_last_lines(host, existing_values) -> None:
+    serving_a(host)
+    host.on("systemctl", f"start {B}", "exit 1")
+    host.on("systemctl", f"show -p InvocationID --value {B}", "echo 0f1e2d")
+    host.on("journalctl", "*INVOCATION_ID=0f1e2d*", "true")  # -q: no "-- No entries --"
+    host.on(
+        "journalctl", f"-q --no-pager -o short-iso -n 40 -u {B}", "echo 'Redis::CannotConnectError: refused'"
+    )
+    run = run_ctl(host, stage_values(existing_values), "restart")
+    assert run.returncode == 1
+    assert "    Redis::CannotConnectError: refused\n" in run.stderr
+    assert f"{SAY}Sidekiq cannot reach Redis (Redis::CannotConnectError: refused)\n" in run.stderr
+
+
+def test_a_slot_still_draining_is_waited_for_then_started(host, existing_values) -> None:
+    slot(host, A, "active", enabled=True)
+    slot(host, B, "active", "active", "inactive")
+    slot(host, "sidekiq-default-drain-b.service", "active")
+    host.on("date", "+%s", f"echo {EPOCH}", f"echo {EPOCH + 1}", f"echo {EPOCH + 3}")
+    run = run_ctl(host, stage_values(existing_values), "restart")
+    assert run.returncode == 0, run.stderr
+    assert (
+        f"{SAY}process default: {B} was still draining from a previous deploy; waited 3 s for it to end\n"
+        in (run.stdout)
+    )
+    assert before(run, "sleep 1", f"systemctl start {B}")
+    assert f"systemctl stop {B}" not in run.calls
+    assert before(run, f"systemctl start {B}", f"systemctl kill --kill-whom=main -s TSTP {A}")
+
+
+def test_a_slot_draining_past_the_timeout_is_stopped_before_it_starts_again(host, existing_values) -> None:
+    slot(host, A, "active", enabled=True)
+    slot(host, B, "active")
+    slot(host, "sidekiq-default-drain-b.service", "active")
+    # began, then one check before the deadline, then one at it (sidekiq.timeout, 25 s).
+    host.on("date", "+%s", f"echo {EPOCH}", f"echo {EPOCH + 24}", f"echo {EPOCH + 25}")
+    run = run_ctl(host, stage_values(existing_values), "restart")
+    assert run.returncode == 0, run.stderr
+    assert (
+        f"{SAY}process default: {B} still drains from a previous deploy after 25 s; stopping it now, "
+        "Sidekiq pushes its unfinished jobs back to Redis\n" in run.stdout
+    )
+    assert run.ran("sleep") == ["sleep 1"]
+    assert before(run, "sleep 1", "systemctl stop sidekiq-default-drain-b.service")
+    assert before(run, "systemctl stop sidekiq-default-drain-b.service", f"systemctl stop {B}")
+    assert before(run, f"systemctl stop {B}", f"systemctl start {B}")
+
+
+def test_a_running_slot_that_is_neither_enabled_nor_draining_is_stopped_at_once(
+    host, existing_values
+) -> None:
+    slot(host, A, "active", enabled=True)
+    slot(host, B, "active")
+    run = run_ctl(host, stage_values(existing_values), "restart")
+    assert run.returncode == 0, run.stderr
+    assert f"{SAY}process default: {B} runs but is neither enabled nor draining; stopping it\n" in run.stdout
+    assert before(run, f"systemctl stop {B}", f"systemctl start {B}")
+    assert run.ran("sleep") == []
+
+
+@pytest.mark.parametrize(
+    ("memory_current", "rss_kib", "available_kib", "fits"),
+    [
+        (str(GIB), "", 1024 * 1024 + 256 * 1024, True),  # exactly old + margin
+        (str(GIB), "", 1024 * 1024 + 256 * 1024 - 1, False),
+        ("[not set]", str(1024 * 1024), 1024 * 1024 + 255 * 1024, False),  # RSS instead
+        ("[not set]", str(512 * 1024), 1024 * 1024 + 255 * 1024, True),
+    ],
+)
+def test_memory_guard_falls_back_to_restart_and_says_so(
+    host, existing_values, memory_current, rss_kib, available_kib, fits
+) -> None:
+    slot(host, A, "active", enabled=True)
+    slot(host, B, "inactive")
+    host.on("systemctl", f"show -p MemoryCurrent --value {A}", f"echo '{memory_current}'")
+    host.on("ps", "-o rss= -p 4242", f"echo '  {rss_kib}'")
+    host.meminfo(available_kib)
+    run = run_ctl(host, stage_values(existing_values), "restart")
+    assert run.returncode == 0, run.stderr
+    if fits:
+        assert f"systemctl start {B}" in run.calls
+        assert f"systemctl restart {A}" not in run.calls
+        assert "memory guard" not in run.stdout
+    else:
+        assert f"systemctl start {B}" not in run.calls
+        assert before(run, f"systemctl kill --kill-whom=main -s TSTP {A}", f"systemctl restart {A}")
+        assert (
+            f"{SAY}process default: memory guard: MemAvailable {available_kib // 1024} MiB is below {A}'s "
+            "1024 MiB + the margin of 256 MiB; falling back to restart\n" in run.stdout
+        )
+
+
+def test_memory_unknown_overlaps_and_says_so(host, existing_values) -> None:
+    slot(host, A, "active", enabled=True)
+    slot(host, B, "inactive")
+    host.on("systemctl", f"show -p MemoryCurrent --value {A}", "echo '[not set]'")
+    host.on("ps", "-o rss= -p 4242", "exit 1")
+    run = run_ctl(host, stage_values(existing_values), "restart")
+    assert f"{SAY}process default: the memory of {A} is unknown; overlapping without the memory guard\n" in (
+        run.stdout
+    )
+    assert f"systemctl start {B}" in run.calls
+
+
+@pytest.mark.parametrize("state", ["failed", "activating"])  # activating: Restart=always retrying it
+def test_nothing_running_starts_the_enabled_slot(host, existing_values, state) -> None:
+    slot(host, A, "inactive")
+    slot(host, B, state, enabled=True)
+    run = run_ctl(host, stage_values(existing_values), "restart", "v3")
+    assert run.returncode == 0, run.stderr
+    assert before(run, f"systemctl enable --quiet {B}", f"systemctl reset-failed {B}")
+    assert before(run, f"systemctl reset-failed {B}", f"systemctl start {B}")
+    assert f"{SAY}process default: nothing was running; started {B}\n" in run.stdout
+    assert run.ran("systemd-run") == []
+    assert host.file(VERSION_FILE) == "v3\n"
+
+
+def test_a_failed_first_start_is_left_to_systemd_and_named(host, existing_values) -> None:
+    slot(host, A, "inactive")
+    slot(host, B, "inactive")
+    host.on("systemctl", f"start {A}", "exit 1")
+    run = run_ctl(host, stage_values(existing_values), "restart", "v3")
+    assert run.returncode == 1
+    assert f"{SAY}FAILED: process default: {A} did not start; systemd retries it every 1 s\n" in run.stderr
+    assert f"systemctl stop {A}" not in run.calls  # nothing else serves: let Restart=always retry
+    assert host.file(VERSION_FILE) is None
+
+
+# --- restart, restart strategy --------------------------------------------------------------------
+
+
+def test_restart_strategy_quiets_and_restarts_without_a_heartbeat_wait(host, existing_values) -> None:
+    serving_a(host)
+    run = run_ctl(host, stage_values(existing_values, rollout={"strategy": "restart"}), "restart")
+    assert run.returncode == 0, run.stderr
+    assert before(run, f"systemctl kill --kill-whom=main -s TSTP {A}", f"systemctl restart {A}")
+    assert run.ran("sleep") == []
+    assert run.ran("ps") == []
+    assert f"systemctl start {B}" not in run.calls
+
+
+def test_restart_strategy_without_quiet_first_only_restarts(host, existing_values) -> None:
+    serving_a(host)
+    values = stage_values(existing_values, rollout={"strategy": "restart", "quietFirst": False})
+    run = run_ctl(host, values, "restart")
+    assert f"systemctl restart {A}" in run.calls
+    assert [c for c in run.calls if " kill " in c] == []
+
+
+def test_restart_strategy_busy_wait_ends_at_zero_busy(host, existing_values) -> None:
+    serving_a(host)
+    host.on("ps", "-o args= -p 4242", title(2, stopping=False), title(0, stopping=False))
+    values = stage_values(existing_values, rollout={"strategy": "restart", "maxBusyWait": 5})
+    run = run_ctl(host, values, "restart")
+    assert run.ran("sleep") == ["sleep 1"]
+    assert before(run, "sleep 1", f"systemctl restart {A}")
+
+
+def test_restart_strategy_busy_wait_ends_at_its_deadline(host, existing_values) -> None:
+    serving_a(host)
+    host.on("ps", "-o args= -p 4242", title(3))
+    host.on("date", "+%s", f"echo {EPOCH}", f"echo {EPOCH + 4}", f"echo {EPOCH + 5}")
+    values = stage_values(existing_values, rollout={"strategy": "restart", "maxBusyWait": 5})
+    run = run_ctl(host, values, "restart")
+    assert run.ran("sleep") == ["sleep 1"]
+    assert (
+        f"{SAY}process default: still 3 busy after 5 s; restarting, Sidekiq pushes unfinished jobs back "
+        "to Redis\n" in run.stdout
+    )
+    assert f"systemctl restart {A}" in run.calls
+
+
+# --- no release, first release --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("verb", ["restart", "start"])
+def test_no_release_arms_the_path_unit_and_succeeds(tmp_path, existing_values, verb) -> None:
+    host = FakeHost(tmp_path)  # no config file under appDir
+    run = run_ctl(host, stage_values(existing_values), verb)
+    assert run.returncode == 0, run.stderr
+    assert run.ran("systemctl") == ["systemctl enable --now --quiet sidekiq-first-release.path"]
+    assert run.stdout == (f"{SAY}waiting for the first release: Sidekiq starts when {CONFIG} appears\n")
+    assert host.file(VERSION_FILE) is None
+
+
+def test_first_release_disarms_the_path_unit_then_starts(host, existing_values) -> None:
+    slot(host, A, "inactive")
+    slot(host, B, "inactive")
+    run = run_ctl(host, stage_values(existing_values), "first-release")
+    assert run.returncode == 0, run.stderr
+    assert before(run, "systemctl disable --now --quiet sidekiq-first-release.path", f"systemctl start {A}")
+    assert before(run, f"systemctl enable --quiet {A}", f"systemctl start {A}")
+    assert before(run, f"systemctl start {A}", "systemctl start sidekiq.target")
+
+
+# --- migration and pruning ------------------------------------------------------------------------
+
+
+def test_migration_starts_slot_a_before_quieting_the_legacy_unit(host, existing_values) -> None:
+    host.seed(f"{UNITS}/sidekiq.service", MANAGED + "[Service]\n")
+    slot(host, A, "inactive")
+    slot(host, B, "inactive")
+    slot(host, "sidekiq.service", "active", enabled=True)
+    run = run_ctl(host, stage_values(existing_values), "restart", "v2")
+    assert run.returncode == 0, run.stderr
+    assert before(run, f"systemctl start {A}", f"systemctl enable --quiet {A}")
+    assert before(run, f"systemctl enable --quiet {A}", "systemctl disable --quiet sidekiq.service")
+    assert before(
+        run,
+        "systemctl disable --quiet sidekiq.service",
+        "systemctl kill --kill-whom=main -s TSTP sidekiq.service",
+    )
+    assert run.ran("systemd-run")[0].endswith(f"{CTL} drain default legacy")
+    assert host.file(f"{UNITS}/sidekiq.service") is not None  # the drain unit removes it
+    assert f"{SAY}process default: migrating sidekiq.service to {A}\n" in run.stdout
+
+
+def test_no_second_migration_while_the_legacy_unit_drains(host, existing_values) -> None:
+    host.seed(f"{UNITS}/sidekiq.service", MANAGED)
+    slot(host, "sidekiq-default-drain-legacy.service", "active")
+    serving_a(host)
+    run = run_ctl(host, stage_values(existing_values), "restart")
+    assert "migrating" not in run.stdout
+    assert before(run, f"systemctl start {B}", f"systemctl kill --kill-whom=main -s TSTP {A}")
+
+
+def test_a_stopped_legacy_unit_is_removed_then_slot_a_started(host, existing_values) -> None:
+    host.seed(f"{UNITS}/sidekiq.service", "# sidekiq-fleet group: sidekiq\n")
+    slot(host, "sidekiq.service", "inactive")
+    slot(host, A, "inactive")
+    slot(host, B, "inactive")
+    run = run_ctl(host, stage_values(existing_values), "restart")
+    assert run.returncode == 0, run.stderr
+    assert host.file(f"{UNITS}/sidekiq.service") is None
+    assert before(run, f"rm -f {UNITS}/sidekiq.service", "systemctl daemon-reload")
+    assert before(run, "systemctl daemon-reload", f"systemctl start {A}")
+
+
+def test_a_sidekiq_service_that_is_not_ours_is_left_alone(host, existing_values) -> None:
+    host.seed(f"{UNITS}/sidekiq.service", "# the team's own unit\n")
+    serving_a(host)
+    run = run_ctl(host, stage_values(existing_values), "restart")
+    assert "migrating" not in run.stdout
+    assert host.file(f"{UNITS}/sidekiq.service") == "# the team's own unit\n"
+
+
+def test_drain_of_the_legacy_unit_removes_it_once_stopped(host, existing_values) -> None:
+    host.seed(f"{UNITS}/sidekiq.service", MANAGED)
+    slot(host, "sidekiq.service", "active")
+    run = run_ctl(host, stage_values(existing_values), "drain", "default", "legacy")
+    assert run.returncode == 0, run.stderr
+    assert before(run, "systemctl stop sidekiq.service", f"rm -f {UNITS}/sidekiq.service")
+    assert before(run, f"rm -f {UNITS}/sidekiq.service", "systemctl daemon-reload")
+    assert host.file(f"{UNITS}/sidekiq.service") is None
+
+
+def test_prune_removes_only_this_groups_undeclared_processes(host, existing_values) -> None:
+    marker = "# sidekiq-fleet group: sidekiq\n"
+    host.seed(f"{UNITS}/sidekiq-default@.service", MANAGED + marker)
+    host.seed(f"{UNITS}/sidekiq-low@.service", MANAGED + marker)
+    # Another stage's group whose name starts like ours.
+    host.seed(f"{UNITS}/sidekiq-eu-default@.service", MANAGED + "# sidekiq-fleet group: sidekiq-eu\n")
+    serving_a(host)
+    run = run_ctl(host, stage_values(existing_values), "restart")
+    assert run.returncode == 0, run.stderr
+    low = ["sidekiq-low@a.service", "sidekiq-low@b.service"]
+    assert before(
+        run,
+        "systemctl stop sidekiq-low-drain-a.service sidekiq-low-drain-b.service",
+        f"systemctl stop {' '.join(low)}",
+    )
+    assert before(run, f"systemctl stop {' '.join(low)}", f"systemctl disable --quiet {' '.join(low)}")
+    assert before(run, f"rm -f {UNITS}/sidekiq-low@.service", "systemctl daemon-reload")
+    assert host.file(f"{UNITS}/sidekiq-low@.service") is None
+    assert host.file(f"{UNITS}/sidekiq-default@.service") is not None
+    assert host.file(f"{UNITS}/sidekiq-eu-default@.service") is not None
+    assert (
+        f"{SAY}process low is no longer configured: stopped and removed sidekiq-low@.service\n" in run.stdout
+    )
+    assert [c for c in run.calls if "eu" in c] == []
+
+
+def test_nothing_to_prune_means_no_daemon_reload(host, existing_values) -> None:
+    host.seed(f"{UNITS}/sidekiq-default@.service", MANAGED + "# sidekiq-fleet group: sidekiq\n")
+    serving_a(host)
+    run = run_ctl(host, stage_values(existing_values), "restart")
+    assert "systemctl daemon-reload" not in run.calls
+
+
+# --- drain ----------------------------------------------------------------------------------------
+
+
+def test_drain_stops_the_slot_at_zero_busy_once_quiet(host, existing_values) -> None:
+    slot(host, A, "active", enabled=False)
+    # A stale title of 0 busy from before TSTP does not count: only one with "stopping".
+    host.on("ps", "-o args= -p 4242", title(0, stopping=False), title(2), title(0))
+    run = run_ctl(host, stage_values(existing_values), "drain", "default", "a")
+    assert run.returncode == 0, run.stderr
+    assert run.ran("sleep") == ["sleep 1", "sleep 1"]
+    assert before(run, "sleep 1", f"systemctl stop {A}")
+    assert f"{SAY}process default: {A} is quiet with 0 busy; stopping it\n" in run.stdout
+
+
+def test_drain_stops_the_slot_at_its_deadline(host, existing_values) -> None:
+    slot(host, A, "active")
+    host.on("ps", "-o args= -p 4242", title(3))
+    host.on("date", "+%s", f"echo {EPOCH}", f"echo {EPOCH + 39}", f"echo {EPOCH + 40}")
+    values = stage_values(existing_values, sidekiq={"processes": [{"name": "default", "drainTimeout": 40}]})
+    run = run_ctl(host, values, "drain", "default", "a")
+    assert run.returncode == 0, run.stderr
+    assert run.ran("sleep") == ["sleep 1"]
+    assert (
+        f"{SAY}process default: {A} still has 3 busy after its drain timeout of 40 s; stopping it, "
+        "Sidekiq pushes unfinished jobs back to Redis\n" in run.stdout
+    )
+    assert run.calls[-1] == f"systemctl stop {A}"
+
+
+def test_drain_of_a_slot_without_a_main_process_stops_it_at_once(host, existing_values) -> None:
+    slot(host, A, "activating")
+    host.on("systemctl", f"show -p MainPID --value {A}", "echo 0")
+    run = run_ctl(host, stage_values(existing_values), "drain", "default", "a")
+    assert run.returncode == 0, run.stderr
+    assert run.ran("sleep") == []
+    assert f"{SAY}process default: {A} has no main process; stopping it\n" in run.stdout
+    assert run.calls[-1] == f"systemctl stop {A}"
+
+
+def test_drain_refuses_the_enabled_slot(host, existing_values) -> None:
+    slot(host, A, "active", enabled=True)
+    run = run_ctl(host, stage_values(existing_values), "drain", "default", "a")
+    assert run.returncode == 1
+    assert f"{SAY}FAILED: {A} is the enabled slot of process default; not draining it\n" in run.stderr
+    assert f"systemctl stop {A}" not in run.calls
+
+
+# --- the other verbs ------------------------------------------------------------------------------
+
+
+def test_status_prints_one_logfmt_line_per_enabled_or_running_slot(host, existing_values) -> None:
+    values = stage_values(existing_values, sidekiq={"processes": [{"name": "default"}, {"name": "low"}]})
+    host.seed(VERSION_FILE, "v7\n")
+    slot(host, A, "active", enabled=True)
+    slot(host, B, "deactivating")
+    slot(host, "sidekiq-low@a.service", "inactive")
+    slot(host, "sidekiq-low@b.service", "activating", enabled=True)
+    host.on(
+        "systemctl", "show -p ActiveEnterTimestamp --value --timestamp=unix sidekiq-low@b.service", "echo @1"
+    )
+    host.on("systemctl", "show -p MainPID --value sidekiq-default@b.service", "echo 4343")
+    host.on("systemctl", "show -p MainPID --value sidekiq-low@b.service", "echo 0")
+    host.on("systemctl", f"show -p ActiveEnterTimestamp --value --timestamp=unix {A}", "echo @1764324000")
+    host.on("systemctl", f"show -p ActiveEnterTimestamp --value --timestamp=unix {B}", "echo @1764320461")
+    host.on("systemctl", f"show -p MemoryCurrent --value {A}", "echo 123456789")
+    host.on("systemctl", f"show -p MemoryCurrent --value {B}", "echo '[not set]'")
+    host.on("ps", "-o rss= -p 4343", "echo ' 2048'")
+    host.on("ps", "-o args= -p 4242", title(3, stopping=False))
+    host.on("ps", "-o args= -p 4343", title(1))
+    host.on("readlink", "/proc/4242/cwd", "echo /home/deploy/www/releases/2")
+    host.on("readlink", "/proc/4343/cwd", "echo '/home/deploy/www/releases/old one'")
+    run = run_ctl(host, values, "status")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == [
+        "process=default slot=a enabled=yes state=active pid=4242 since=2025-11-28T10:00:00+00:00 busy=3 "
+        "concurrency=5 quiet=no release=/home/deploy/www/releases/2 memory=123456789 version=v7",
+        "process=default slot=b enabled=no state=deactivating pid=4343 since=2025-11-28T09:01:01+00:00 "
+        'busy=1 concurrency=5 quiet=yes release="/home/deploy/www/releases/old one" memory=2097152 version=-',
+        "process=low slot=b enabled=yes state=activating pid=- since=- busy=- concurrency=- quiet=- "
+        "release=- memory=- version=v7",
+    ]
+
+
+def test_status_does_not_print_a_version_file_that_is_not_a_version(host, existing_values) -> None:
+    host.seed(VERSION_FILE, "$(touch /PWNED) two words\n")
+    slot(host, A, "active", enabled=True)
+    slot(host, B, "inactive")
+    run = run_ctl(host, stage_values(existing_values), "status")
+    assert run.stdout.rstrip().endswith(" version=-")
+
+
+def test_quiet_sends_tstp_to_every_running_slot_only(host, existing_values) -> None:
+    slot(host, A, "active", enabled=True)
+    slot(host, B, "inactive")
+    run = run_ctl(host, stage_values(existing_values), "quiet")
+    assert run.returncode == 0, run.stderr
+    assert [c for c in run.calls if " kill " in c] == [f"systemctl kill --kill-whom=main -s TSTP {A}"]
+
+
+def test_stop_disarms_the_path_unit_then_stops_the_target_and_every_slot(host, existing_values) -> None:
+    run = run_ctl(host, stage_values(existing_values), "stop")
+    assert run.returncode == 0, run.stderr
+    assert run.ran("systemctl") == [
+        "systemctl disable --now --quiet sidekiq-first-release.path",
+        f"systemctl stop sidekiq.target {A} {B}",
+    ]
+
+
+def test_start_starts_each_processs_enabled_slot(host, existing_values) -> None:
+    values = stage_values(existing_values, sidekiq={"processes": [{"name": "default"}, {"name": "low"}]})
+    slot(host, A, "inactive")
+    slot(host, B, "inactive", enabled=True)
+    slot(host, "sidekiq-low@a.service", "inactive")
+    slot(host, "sidekiq-low@b.service", "inactive")
+    run = run_ctl(host, values, "start")
+    assert run.returncode == 0, run.stderr
+    assert [c for c in run.calls if c.startswith("systemctl start")] == [
+        f"systemctl start {B}",
+        "systemctl start sidekiq-low@a.service",
+        "systemctl start sidekiq.target",
+    ]
+    assert before(
+        run, "systemctl enable --quiet sidekiq-low@a.service", "systemctl start sidekiq-low@a.service"
+    )
+
+
+@pytest.mark.parametrize(("verb", "follow"), [("logs", []), ("follow", ["-f"])])
+def test_logs_read_every_slot_and_drain_unit(host, existing_values, verb, follow) -> None:
+    run = run_ctl(host, stage_values(existing_values), verb)
+    assert run.returncode == 0, run.stderr
+    units = [A, B, "sidekiq-default-drain-a.service", "sidekiq-default-drain-b.service"]
+    units.append("sidekiq-first-release.service")
+    assert run.ran("journalctl") == [
+        " ".join(["journalctl -q --no-pager -o short-iso -n 200", *follow, *(f"-u {u}" for u in units)])
+    ]
+
+
+# --- user scope -----------------------------------------------------------------------------------
+
+
+def test_user_scope_run_as_root_goes_through_the_deploy_users_manager(host, existing_values) -> None:
+    user = f"runuser -u deploy -- env XDG_RUNTIME_DIR=/run/user/{DEPLOY_UID} "
+    slot(host, A, "active", enabled=True, prefix="--user ")
+    slot(host, B, "inactive", prefix="--user ")
+    host.meminfo(8 * 1024 * 1024)
+    run = run_ctl(host, stage_values(existing_values, sidekiq={"scope": "user"}), "restart", "v2")
+    assert run.returncode == 0, run.stderr
+    assert before(
+        run, f"{user}systemctl --user start {B}", f"{user}systemctl --user kill --kill-whom=main -s TSTP {A}"
+    )
+    assert run.ran("systemd-run") == [
+        "systemd-run --user --unit=sidekiq-default-drain-a.service --collect --quiet "
+        f"--description=drain {A} -E SIDEKIQ_FLEET_HOST=web1 {CTL} drain default a"
+    ]
+    assert [c for c in run.ran("systemctl") if not c.startswith("systemctl --user ")] == []
+    # The version file is in deploy's home: written by deploy, never by root.
+    state = "/home/deploy/.local/state/sidekiq-fleet/sidekiq"
+    assert f"{user}mkdir -p {state}" in run.calls
+    assert f"{user}mv -f {state}/.app-version.new {state}/app-version" in run.calls
+    assert host.file(f"{state}/app-version") == "v2\n"
+    lock = f"/run/user/{DEPLOY_UID}/sidekiq-fleet-sidekiq.lock"
+    assert before(run, f"{user}touch {lock}", "flock -w 135 9")
+
+
+def test_user_scope_logs_as_root_match_the_users_fields(host, existing_values) -> None:
+    run = run_ctl(host, stage_values(existing_values, sidekiq={"scope": "user"}), "logs")
+    (call,) = run.ran("journalctl")
+    assert call.startswith(
+        f"journalctl -q --no-pager -o short-iso -n 200 _UID={DEPLOY_UID} _SYSTEMD_USER_UNIT={A} "
+    )
+    assert f" + _UID={DEPLOY_UID} USER_UNIT={A} " in call
+
+
+def test_user_scope_drain_removes_the_legacy_unit_as_the_deploy_user(host, existing_values) -> None:
+    legacy = "/home/deploy/.config/systemd/user/sidekiq.service"
+    host.seed(legacy, MANAGED)
+    slot(host, "sidekiq.service", "active", prefix="--user ")
+    host.on("systemctl", "--user show -p MainPID --value sidekiq.service", "echo 4242")
+    run = run_ctl(
+        host, stage_values(existing_values, sidekiq={"scope": "user"}), "drain", "default", "legacy"
+    )
+    assert run.returncode == 0, run.stderr
+    assert f"runuser -u deploy -- env XDG_RUNTIME_DIR=/run/user/{DEPLOY_UID} rm -f {legacy}" in run.calls
+    assert host.file(legacy) is None
