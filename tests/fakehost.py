@@ -118,7 +118,20 @@ class FakeHost:
         ("mktemp", "-d /run/*.XXXXXX"): ('mkdir "${2%.*}.test" && echo "${2%.*}.test"',),
     }
     # Logged, then the real program: their effects land in the overlays.
-    SPIED = ("install", "mv", "rm", "rmdir", "mkdir", "mktemp", "cmp", "getent", "id", "stat", "readlink", "flock")
+    SPIED = (
+        "install",
+        "mv",
+        "rm",
+        "rmdir",
+        "mkdir",
+        "mktemp",
+        "cmp",
+        "getent",
+        "id",
+        "stat",
+        "readlink",
+        "flock",
+    )
     # Logged and answered by rules only.
     FAKED = ("sudo", "systemctl", "journalctl", "ps", "visudo", "systemd-analyze", "sleep")
     FAKED += ("runuser", "loginctl", "cloud-init", "date", "systemd-run")

@@ -76,7 +76,7 @@ def before(run: Run, first: str, second: str) -> bool:
 SHAPES = [
     {},
     {"sidekiq": {"scope": "user"}},
-    {"rollout": {"strategy": "restart", "quietFirst": False, "maxBusyWait": 30}},
+    {"rollout": {"strategy": "restart", "quietFirst": False}},
     {
         "sidekiq": {
             "unitName": "worker_2",

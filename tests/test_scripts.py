@@ -221,7 +221,8 @@ def test_a_process_added_to_the_config_installs_its_template_and_reloads(
     staged(host, stage)
     run = host.run(scripts.install(stage, render_files(stage), "web1"))
     assert run.returncode == 0, run.stderr
-    assert host.changes() == {"/etc/systemd/system/sidekiq-low@.service"}
+    # The control script lists its processes, so it changes with them.
+    assert host.changes() == {"/etc/systemd/system/sidekiq-low@.service", "/usr/local/sbin/sidekiqctl"}
     assert run.ran("systemctl") == ["systemctl daemon-reload", "systemctl enable --quiet sidekiq.target"]
     assert any(c.startswith("systemd-analyze verify ") and "/sidekiq-low@.service " in c for c in run.calls)
 
