@@ -239,8 +239,6 @@ def render_first_release_service(stage: Stage) -> str:
     return _unit_text(stage, body)
 
 
-
-
 CONTROL_VERBS = ("status", "quiet", "stop", "start", "restart", "logs", "follow")
 
 
