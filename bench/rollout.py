@@ -412,19 +412,29 @@ def measure_noop(bench: Bench, project: Any, empty: Any, runs: int, ref: str | N
             text=True,
             check=True,
         ).stdout
-    result: dict[str, Any] = {"ref": ref, "empty": [], **{key: [] for key in variants}}
+    result: dict[str, Any] = {"ref": ref, "empty": [], "imports": {}, **{key: [] for key in variants}}
     sessions = bench.ssh_sessions()
     for _ in range(runs):
         result["empty"].append(empty.up("--expect-no-changes").seconds)
         for key, text in variants.items():
             hosts_py.write_text(text)
             result[key].append(project.up("--expect-no-changes").seconds)
+            result["imports"].setdefault(key, []).append(import_seconds(project.directory))
     hosts_py.write_text(variants["noop"])
     result["ssh"] = bench.ssh_sessions() - sessions
     # The count sees logins: one ssh command per host adds exactly one each.
     bench.each(lambda h: h.ssh("true", check=True))
     result["control"] = bench.ssh_sessions() - sessions - result["ssh"]
     return result
+
+
+def import_seconds(directory: Path) -> float:
+    """How long a fresh interpreter takes to import the program's modules (and the SDKs they load)."""
+    probe = "import time; t = time.perf_counter(); import components.fleet; print(time.perf_counter() - t)"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=directory, capture_output=True, text=True, check=True
+    )
+    return float(result.stdout)
 
 
 def empty_program(root: Path, env: dict[str, str]) -> Any:
@@ -469,10 +479,9 @@ def report(
     for case, batch in cases:
         chosen = [t for t in trials if t.case == case and t.batch == batch and not t.long_jobs]
         label = case if batch is None else f"{case}, batch {batch}"
-        if case != "floor" and case not in implemented:
-            rows.append([label, "0", "not built in this checkout", "-", "-", "-", "-", "-"])
-            continue
         if not chosen:
+            if case != "floor" and case not in implemented:
+                rows.append([label, "0", "not built in this checkout", "-", "-", "-", "-", "-"])
             continue
         runs = [h for t in chosen for h in t.hosts]
         gaps = [h.gap for h in runs if h.gap is not None]
@@ -487,13 +496,16 @@ def report(
                 spread(gaps),
                 f"{statistics.median(ambient):.3f}" if ambient else "-",
                 f"{sum(len(h.lost) for h in runs)} / {sum(h.pushed for h in runs)}",
-                str(sum(sum(h.twice.values()) - len(h.twice) for h in runs)),
+                str(sum(len(h.twice) for h in runs)),
                 " / ".join(f"{p:.0f}" for p in peaks),
                 ", ".join(f"{t.seconds:.1f}" for t in chosen),
             ]
         )
-    out.append(table(rows))
-    out.append("wall time: `pulumi up` per run; for the floor, the slowest of the 3 simultaneous restarts.")
+    if trials:
+        out.append(table(rows))
+        out.append(
+            "wall time: `pulumi up` per run; for the floor, the slowest of the 3 simultaneous restarts."
+        )
 
     long_rows = [["case", "host", "finished", "on process", "finished after up returned (s)", "up (s)"]]
     for trial in trials:
@@ -507,24 +519,24 @@ def report(
             "\nLong job (longer than sidekiq.timeout), pushed 1.5 s before the bump:\n" + table(long_rows)
         )
 
-    empty = statistics.median(noop["empty"])
-    noop_rows = [["program", "wall time min / median / max (s)", "x empty", "ssh sessions on the hosts"]]
-    noop_rows.append(["empty Pulumi program", spread(noop["empty"]), "1.00", "-"])
+    empty = noop["empty"]
+    noop_rows = [
+        ["program", "wall time min / median / max (s)", "x empty (median, min)", "import of the program (s)",
+         "ssh sessions on the hosts"]
+    ]  # fmt: skip
+    noop_rows.append(["empty Pulumi program", spread(empty), "1.00, 1.00", "-", "-"])
     for label, key in (
         ("no-op up, this checkout", "noop"),
         (f"no-op up, hosts.py of {noop['ref']}", "before"),
     ):
         if key in noop:
             times = noop[key]
-            noop_rows.append([label, spread(times), f"{statistics.median(times) / empty:.2f}", "-"])
-    noop_rows.append(
-        [
-            "all no-op ups together",
-            "-",
-            "-",
-            f"{noop['ssh']} (control: 1 ssh per host gave {noop['control']})",
-        ]
-    )
+            ratios = (
+                f"{statistics.median(times) / statistics.median(empty):.2f}, {min(times) / min(empty):.2f}"
+            )
+            noop_rows.append([label, spread(times), ratios, spread(noop["imports"][key]), "-"])
+    sessions = f"{noop['ssh']} (control: 1 ssh per host gave {noop['control']})"
+    noop_rows.append(["all no-op ups together", "-", "-", "-", sessions])
     out.append(
         "\nNo-op `pulumi up` (engine, backend and virtualenv shared with the empty program):\n"
         + table(noop_rows)
@@ -545,8 +557,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=1, help="version bumps per strategy and batch size")
     parser.add_argument("--rate", type=float, default=20, help="jobs pushed per second on each host")
     parser.add_argument("--job-seconds", type=float, default=0.1, help="how long each steady job sleeps")
-    parser.add_argument("--noop-runs", type=int, default=5)
+    parser.add_argument("--noop-runs", type=int, default=7)
     parser.add_argument("--noop-ref", help="also time a no-op up with components/hosts.py from this git ref")
+    parser.add_argument("--noop-only", action="store_true", help="skip the restart trials")
     parser.add_argument("--mock-hosts", type=int, default=50)
     parser.add_argument("--json", type=Path, help="write every measurement here")
     args = parser.parse_args(argv)
@@ -578,12 +591,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         has_script = all(h.exec(f"test -x {CONTROL_SCRIPT}").returncode == 0 for h in hosts)
         implemented = ["overlap", "restart"] if has_script else ["restart"]
         trials = []
-        for strategy in implemented:
+        for strategy in [] if args.noop_only else implemented:
             for batch in (1, 3):
                 for _ in range(args.runs):
                     trials.append(bench.trial(strategy, batch, bench.bump(strategy, batch)))
             trials.append(bench.trial(strategy, 3, bench.bump(strategy, 3), long_job=float(long_job)))
-        for _ in range(args.runs):
+        for _ in range(0 if args.noop_only else args.runs):
             trials.append(bench.trial("floor", None, bench.floor))
 
         bench.settle()
