@@ -119,3 +119,51 @@ def test_spread_and_table(bench: ModuleType) -> None:
     assert bench.table([["case", "gap"], ["restart", "1"]]) == (
         "| case    | gap |\n|---------|-----|\n| restart | 1   |"
     )
+
+
+def host_run(bench: ModuleType, gap: float | None, pushed: int = 400, lost: tuple[str, ...] = ()) -> object:
+    return bench.HostRun("h", pushed, list(lost), {}, gap, 0.05, [1], [2], 60.0)
+
+
+def verdicts(bench: ModuleType, trials: list, noop: dict | None = None, evaluate: float = 2.0) -> list[str]:
+    noop = noop or {"noop": [2.0, 2.4, 9.0], "empty": [2.0], "ssh": 0}
+    rows = bench.goal_rows(trials, noop, {"hosts": 50, "evaluate": [evaluate]})
+    return [row[1] for row in rows]
+
+
+def test_goals_are_judged_on_the_overlap_runs(bench: ModuleType) -> None:
+    long_ok = [{"host": "h", "finished": 1, "on": ["old"], "after_up_s": [4.0]}]
+    steady = bench.Trial("overlap", 1, 20.0, [host_run(bench, g) for g in (0.05, 0.1, 0.3)])
+    long_trial = bench.Trial("overlap", 3, 9.0, [host_run(bench, 0.0)], long_ok)
+    assert verdicts(bench, [steady, long_trial]) == ["met", "met", "met", "met"]
+    # The restart strategy's runs do not count for the goals.
+    slow = bench.Trial("restart", 1, 20.0, [host_run(bench, 5.0, lost=("x",))])
+    assert verdicts(bench, [steady, long_trial, slow])[:2] == ["met", "met"]
+    assert verdicts(bench, [slow])[:2] == ["not measured", "not measured"]
+
+
+def test_each_goal_fails_on_its_own_measure(bench: ModuleType) -> None:
+    long_ok = [{"host": "h", "finished": 1, "on": ["old"], "after_up_s": [4.0]}]
+    long_trial = bench.Trial("overlap", 3, 9.0, [host_run(bench, 0.0)], long_ok)
+
+    def steady(*gaps: float | None, pushed: int = 400, lost: tuple[str, ...] = ()) -> object:
+        return bench.Trial("overlap", 1, 20.0, [host_run(bench, g, pushed, lost) for g in gaps])
+
+    assert verdicts(bench, [steady(0.05, 0.11, 0.12), long_trial])[0] == "NOT met"  # median
+    assert verdicts(bench, [steady(0.0, 0.0, 0.31), long_trial])[0] == "NOT met"  # max
+    assert verdicts(bench, [steady(0.0, None), long_trial])[0] == "not measured"  # a host did not restart
+    assert verdicts(bench, [steady(0.0, lost=("a",)), long_trial])[1] == "NOT met"
+    assert (
+        verdicts(bench, [steady(0.0, pushed=999), bench.Trial("overlap", 3, 9, [], long_trial.long_jobs)])[1]
+        == "NOT met"
+    )
+    on_new = [{"host": "h", "finished": 1, "on": ["new"], "after_up_s": [4.0]}]
+    assert verdicts(bench, [steady(0.0), bench.Trial("overlap", 3, 9, [], on_new)])[1] == "NOT met"
+    twice = [{"host": "h", "finished": 2, "on": ["old", "new"], "after_up_s": [4.0, 9.0]}]
+    assert verdicts(bench, [steady(0.0), bench.Trial("overlap", 3, 9, [], twice)])[1] == "NOT met"
+    doubled = steady(0.0)
+    doubled.hosts[0].twice["a"] = 2
+    assert verdicts(bench, [doubled, long_trial])[1] == "NOT met"
+    assert verdicts(bench, [], {"noop": [2.5], "empty": [2.0], "ssh": 0})[2] == "NOT met"
+    assert verdicts(bench, [], {"noop": [2.0], "empty": [2.0], "ssh": 1})[2] == "NOT met"
+    assert verdicts(bench, [], evaluate=3.0)[3] == "NOT met"
