@@ -7,7 +7,7 @@ Typical use (the hosts are torn down on leaving the block, even on Ctrl-C)::
         hosts[0].exec(["systemctl", "stop", "ssh.service"])
 """
 
-from .machines import Fleet, Host, HostStatus, down, get, hosts, status, up
+from .machines import Fleet, Host, HostStatus, down, get, hosts, reboot, status, up
 from .template import ensure_template, template_key
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "ensure_template",
     "get",
     "hosts",
+    "reboot",
     "status",
     "template_key",
     "up",

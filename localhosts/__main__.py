@@ -1,4 +1,5 @@
-"""python -m localhosts {up N | down | status | ssh NAME [CMD...] | exec NAME -- CMD... | template}"""
+"""python -m localhosts {up N | down | reboot NAME | status | ssh NAME [CMD...] | exec NAME -- CMD...
+| template}"""
 
 from __future__ import annotations
 
@@ -66,6 +67,13 @@ def cmd_down(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reboot(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    host = machines.reboot(args.name, timeout=args.timeout, log=_log)
+    print(f"{host.name} is back: nspawn PID {host.nspawn_pid}, ssh {host.user}@{host.address}")
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     result = machines.status()
     if args.json:
@@ -130,6 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     p = sub.add_parser("down", help="stop and remove every host this harness started")
     p.set_defaults(func=cmd_down)
+
+    p = sub.add_parser("reboot", help="reboot one host and boot its overlay again (same name, address, key)")
+    p.add_argument("name")
+    p.add_argument("--timeout", type=float, default=180.0, help="seconds to power off, then to come back")
+    p.set_defaults(func=cmd_reboot)
 
     p = sub.add_parser("status", help="list hosts and whether they are alive")
     p.add_argument("--json", action="store_true")

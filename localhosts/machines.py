@@ -135,6 +135,10 @@ class Host:
         """Run a command inside the host as root (or `user`), without ssh: works while sshd is down."""
         return run(self.exec_argv(command, user=user), check=check, input=input, timeout=timeout)
 
+    def reboot(self, *, timeout: float = 180.0, log: Log = quiet) -> Host:
+        """Reboot the host and boot its overlay again; returns the host with its new nspawn PID."""
+        return reboot(self.name, timeout=timeout, log=log)
+
 
 class Fleet(list[Host]):
     """The hosts of one `up`; as a context manager it always tears them down."""
@@ -205,6 +209,51 @@ def down(*, log: Log = quiet) -> None:
     """Stop every host this harness started and remove every trace; safe to repeat."""
     with state.locked():
         _down_locked(log)
+
+
+def reboot(name: str, *, timeout: float = 180.0, log: Log = quiet) -> Host:
+    """Reboot one host: `systemctl reboot` inside (unless it already went down), then the same overlay
+    boots again with the same name, address and host key, and this waits for ssh and systemd as `up` does.
+
+    systemd-nspawn exits when the container reboots, so the harness is what brings the host back.
+    """
+    with state.locked():
+        data = state.load()
+        rec = next((r for r in (data or {}).get("hosts", []) if r["name"] == name), None)
+        if data is None or rec is None:
+            raise KeyError(f"no host {name!r} in {config.state_path()}")
+        if rec.get("phase") not in ("ready", "rebooting"):
+            raise RuntimeError(f"{name} is {rec.get('phase')!r}, not ready: run `up` again")
+        if _nspawn_alive(rec):
+            host = _host_from(data, rec)
+            log(f"{name}: systemctl reboot")
+            # --no-block: the command returns before its own process is torn down with the host. It may
+            # fail on a host that is already shutting down (a reboot from inside): nspawn's exit decides.
+            try:
+                asked = host.exec(["systemctl", "reboot", "--no-block"], timeout=30)
+                said = (asked.stdout + asked.stderr).strip()
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                said = str(exc)
+            if not wait_until(lambda: not _nspawn_alive(rec), timeout, 0.1):
+                raise TimeoutError(
+                    f"{name}: systemd-nspawn still running {timeout:g} s after the reboot "
+                    f"({said or 'no output'})"
+                )
+        _reap_child(rec.get("nspawn_pid"))
+        rec["phase"] = "rebooting"
+        rec["timings"] = {}
+        state.save(data)
+        # What nspawn leaves behind when it exits; the overlay mount and the cgroups are ours and stay.
+        remove_tree(Path("/run/systemd/nspawn/propagate") / name)
+        _launch(rec, data, log, append_log=True)
+        try:
+            _wait_ready(data, [rec], timeout, allow_degraded=False, log=log)
+        except BaseException:
+            log(f"{name}: the reboot did not come back; `down` cleans up")
+            raise
+        rec["reboots"] = rec.get("reboots", 0) + 1
+        state.save(data)
+        return _host_from(data, rec)
 
 
 def hosts() -> list[Host]:
@@ -307,7 +356,7 @@ def _up_locked(n: int, rootfs: Path, timeout: float, allow_degraded: bool, log: 
     (runtime / "known_hosts").write_text("".join(f"{r['address']} {r['host_key']}\n" for r in data["hosts"]))
     for rec in data["hosts"]:
         _launch(rec, data, log)
-    _wait_ready(data, timeout, allow_degraded, log)
+    _wait_ready(data, data["hosts"], timeout, allow_degraded, log)
 
 
 def _prepare(rec: dict[str, Any], rootfs: Path, log: Log) -> None:
@@ -349,7 +398,7 @@ _JOIN_CGROUPS_THEN_EXEC = (
 )
 
 
-def _launch(rec: dict[str, Any], data: dict[str, Any], log: Log) -> None:
+def _launch(rec: dict[str, Any], data: dict[str, Any], log: Log, append_log: bool = False) -> None:
     procs_files = []
     for cg in rec["cgroups"]:
         Path(cg).mkdir(parents=True, exist_ok=True)
@@ -368,7 +417,7 @@ def _launch(rec: dict[str, Any], data: dict[str, Any], log: Log) -> None:
         "--timezone=off",
     ]  # fmt: skip
     Path(rec["log"]).parent.mkdir(parents=True, exist_ok=True)
-    logfh = open(rec["log"], "wb")
+    logfh = open(rec["log"], "ab" if append_log else "wb")
     try:
         proc = subprocess.Popen(
             ["/bin/sh", "-c", _JOIN_CGROUPS_THEN_EXEC, "sh", str(len(procs_files)), *procs_files, *argv],
@@ -472,8 +521,10 @@ class _Waiter:
             raise RuntimeError(f"{rec['name']}: systemd is {what!r}; failed units: {rec['failed_units']}")
 
 
-def _wait_ready(data: dict[str, Any], timeout: float, allow_degraded: bool, log: Log) -> None:
-    waiters = [_Waiter(rec, data) for rec in data["hosts"]]
+def _wait_ready(
+    data: dict[str, Any], recs: list[dict[str, Any]], timeout: float, allow_degraded: bool, log: Log
+) -> None:
+    waiters = [_Waiter(rec, data) for rec in recs]
     try:
         while True:
             pending = [w for w in waiters if w.stage != "ready"]

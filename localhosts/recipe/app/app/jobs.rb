@@ -17,6 +17,8 @@ class RecordingJob
   RELEASE = File.basename(File.realpath(File.expand_path("..", __dir__)))
 
   def perform(id, sleep_seconds = 0)
+    # When this process took the job: the restart benchmark measures the gap between job starts.
+    started = Time.now.utc
     sleep(sleep_seconds.to_f) if sleep_seconds.to_f.positive?
     line = JSON.generate(
       "id" => id,
@@ -24,6 +26,7 @@ class RecordingJob
       "version" => ENV["SIDEKIQ_FLEET_APP_VERSION"],
       "release" => RELEASE,
       "jid" => jid,
+      "started" => started.iso8601(3),
       "at" => Time.now.utc.iso8601(3)
     )
     # One write(2) on an O_APPEND descriptor, under flock: lines from concurrent threads and
