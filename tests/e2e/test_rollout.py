@@ -19,7 +19,7 @@ import yaml
 
 import localhosts
 from tests.e2e.conftest import PROJECT_DIR, STACK, PulumiProject, wait_until
-from tests.e2e.test_local_stage import APP, PUSHER, deploy_release, processed, push_jobs, sh
+from tests.e2e.test_local_stage import APP, PUSHER, processed, push_jobs, sh
 
 pytestmark = pytest.mark.e2e
 
