@@ -18,8 +18,9 @@ import pytest
 import yaml
 
 import localhosts
-from tests.e2e.conftest import PROJECT_DIR, STACK, PulumiProject, wait_until
+from tests.e2e.conftest import wait_until
 from tests.e2e.test_local_stage import APP, PUSHER, processed, push_jobs, sh
+from tests.pulumi_project import PROJECT_DIR, STACK, PulumiProject
 
 pytestmark = pytest.mark.e2e
 
@@ -234,7 +235,10 @@ def test_a_second_deploy_while_the_old_slot_drains_stops_it_and_says_so(
 
     project.config_set("appVersion", "local-5")
     run = project.up()
-    assert "still draining" in run.output and "stopping it" in run.output
+    assert (
+        f"{slot_unit('default', first_slot)} still drains from a previous deploy after 8 s; stopping it"
+        in (run.output)
+    )
     assert enabled_slots(host) == [first_slot] and active_slots(host) == [first_slot]
     # Stopped within its -t, Sidekiq pushed long-2 back to Redis: it runs again, to the end, once.
     runs = wait_until(lambda: [j for j in processed(host) if j["id"] == "long-2"], 90, "long-2 to finish")
@@ -274,7 +278,7 @@ def test_a_host_short_of_memory_falls_back_to_restart(
     project.config_set("appVersion", "local-6")
     run = project.up()
     for host in hosts:
-        assert f"host {host.name}: " in run.output and "memory" in run.output
+        assert f"on host {host.name}: process default: memory guard: MemAvailable" in run.output, host.name
         slots, pid = before[host.name]
         assert enabled_slots(host) == slots and serving_pid(host) != pid, host.name
 
