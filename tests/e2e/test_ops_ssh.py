@@ -288,3 +288,35 @@ def test_stack_outputs_through_the_automation_api(stack_project, monkeypatch) ->
     assert result.stderr.startswith(
         f"sidekiq-fleet: error: no stack 'staging' in the Pulumi backend of {project}:"
     )
+
+
+def test_cli_verb_without_the_control_script_fails_per_host(hosts: localhosts.Fleet, tmp_path: Path) -> None:
+    """The whole command on real hosts that have no sudoers drop-in yet (issue 8 installs it).
+
+    `sudo -n` fails at once with sudo's own message instead of waiting for a password; a silent
+    host is given up after the connect timeout, with a progress line meanwhile; exit status 1.
+    """
+    with socket_listener() as port:
+        outputs = outputs_of(hosts)
+        outputs["controlScript"] = "/usr/local/sbin/sidekiqctl"
+        outputs["hosts"].append(
+            {**outputs["hosts"][0], "name": "silent", "address": "127.0.0.1", "port": port}
+        )
+        (tmp_path / "outputs.json").write_text(json.dumps(outputs))
+        command = [str(PROJECT_DIR / ".venv/bin/sidekiq-fleet"), "quiet", "local"]
+        command += ["--outputs", str(tmp_path / "outputs.json"), "-i", str(hosts[0].private_key_path)]
+        started = time.monotonic()
+        result = subprocess.run(
+            [*command, "--connect-timeout", "2"], capture_output=True, text=True, timeout=60
+        )
+        elapsed = time.monotonic() - started
+    assert result.returncode == 1, result.stderr
+    lines = result.stdout.splitlines()
+    for host, line in zip(hosts, lines, strict=False):
+        assert line.startswith(f"{host.name}    FAILED   exit status 1: sudo: a password is required"), line
+    assert lines[2] == f"silent  FAILED   no SSH connection to 127.0.0.1:{port} within 2 s (connect timeout)"
+    assert lines[3].startswith(
+        f"quiet local: 0 of 3 hosts ok; failed: {hosts[0].name}, {hosts[1].name}, silent ("
+    )
+    assert "quiet local: 2/3 hosts done, waiting for silent (1 s)\n" in result.stderr
+    assert 2 <= elapsed < 5
