@@ -13,12 +13,14 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 import asyncssh
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_PARALLEL = 10
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -173,7 +175,7 @@ class Progress:
             self.stream.flush()
 
 
-async def with_progress(progress: Progress | None, work: Awaitable[Result | list[Result]]) -> object:
+async def with_progress(progress: Progress | None, work: Awaitable[T]) -> T:
     if progress is None:
         return await work
     ticker = asyncio.create_task(progress.run())
@@ -216,7 +218,7 @@ async def run_many(
     if progress is not None:
         progress.detail = waiting()
     work = asyncio.gather(*(one(target) for target in targets))
-    return list(await with_progress(progress, work))  # type: ignore[call-overload]
+    return await with_progress(progress, work)
 
 
 async def run_in_batches(

@@ -549,3 +549,21 @@ def test_progress_line_only_after_the_delay():
 
 def test_project_dir_default_is_this_checkout():
     assert cli.build_parser().parse_args(["render", "x"]).project == Path(cli.__file__).resolve().parents[1]
+
+
+def test_a_host_without_a_command_fails_alone():
+    """No controlScript for one host: that host fails with the reason, the others still run."""
+    fleet = fleet_from_outputs("staging", outputs())
+    by_name = {host.name: host for host in fleet.hosts}
+    port = _closed_port()
+    loopback = [ssh.Target(name, "127.0.0.1", port, "deploy", KEY_1) for name in by_name]
+    done = asyncio.run(
+        ssh.run_many(
+            loopback, lambda t: control.control_command(fleet, by_name[t.name], "stop"), ssh.Options()
+        )
+    )
+    assert [r.error for r in done] == [
+        f"connection refused by 127.0.0.1:{port}: is sshd running?",
+        "the stack outputs name no controlScript for host web2: run `pulumi up` with this version of "
+        "sidekiq-fleet first",
+    ]

@@ -320,3 +320,35 @@ def test_cli_verb_without_the_control_script_fails_per_host(hosts: localhosts.Fl
     )
     assert "quiet local: 2/3 hosts done, waiting for silent (1 s)\n" in result.stderr
     assert 2 <= elapsed < 5
+
+
+def test_cli_restart_stops_at_the_first_failed_batch(hosts: localhosts.Fleet, tmp_path: Path) -> None:
+    """`restart` takes rollout.batchSize from the stage file (Pulumi.local.yaml: 1): the first host
+    fails (no drop-in yet), so the second is never contacted."""
+    outputs = outputs_of(hosts)
+    outputs["controlScript"] = "/usr/local/sbin/sidekiqctl"
+    (tmp_path / "outputs.json").write_text(json.dumps(outputs))
+    command = [str(PROJECT_DIR / ".venv/bin/sidekiq-fleet"), "restart", "local", "--json"]
+    command += ["--outputs", str(tmp_path / "outputs.json"), "-i", str(hosts[0].private_key_path)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    document = json.loads(result.stdout)
+    assert document["ok"] is False
+    first, second = document["hosts"]
+    assert (first["name"], first["ok"], first["skipped"], first["exitStatus"]) == (
+        hosts[0].name,
+        False,
+        False,
+        1,
+    )
+    assert first["stderr"].startswith("sudo: a password is required")
+    assert second == {
+        "name": hosts[1].name,
+        "ok": False,
+        "skipped": True,
+        "error": f"skipped: batch 1 failed on {hosts[0].name}",
+        "exitStatus": None,
+        "seconds": 0.0,
+        "stdout": "",
+        "stderr": "",
+    }
