@@ -49,7 +49,7 @@ def control_command(fleet: Fleet, host: Host, verb: str) -> str:
         )
     if host.control_script is None:
         raise ValueError(
-            f"the stack outputs name no controlScript for host {host.name}: "
+            f"the stack outputs give no `control` path for host {host.name}: "
             "run `pulumi up` with this version of sidekiq-fleet first"
         )
     words = [host.control_script, verb]

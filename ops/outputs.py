@@ -64,7 +64,7 @@ def _field(where: str, values: Mapping[str, Any], key: str, kind: type, optional
 def fleet_from_outputs(stage: str, outputs: Mapping[str, Any]) -> Fleet:
     """Check the outputs' shape and keep what the ops commands use.
 
-    `controlScript` is read per host, else at the top level (the path is the same on every host).
+    `control` is read per host, else at the top level (the path is the same on every host).
     """
     if not isinstance(outputs.get("hosts"), list):
         raise OpsError(
@@ -75,7 +75,7 @@ def fleet_from_outputs(stage: str, outputs: Mapping[str, Any]) -> Fleet:
     scope = _field(stage, outputs, "scope", str, optional=True) or "system"
     if scope not in ("system", "user"):
         raise OpsError(f"stack outputs of {stage}: scope is {json.dumps(scope)}; expected system or user")
-    default_control = _field(stage, outputs, "controlScript", str, optional=True)
+    default_control = _field(stage, outputs, "control", str, optional=True)
     hosts = []
     for index, values in enumerate(outputs["hosts"]):
         where = f"{stage}: hosts[{index}]"
@@ -87,7 +87,7 @@ def fleet_from_outputs(stage: str, outputs: Mapping[str, Any]) -> Fleet:
                 address=_field(where, values, "address", str),
                 port=_field(where, values, "port", int),
                 host_key=_field(where, values, "hostKey", str, optional=True),
-                control_script=_field(where, values, "controlScript", str, optional=True) or default_control,
+                control_script=_field(where, values, "control", str, optional=True) or default_control,
             )
         )
     return Fleet(stage=stage, deploy_user=deploy_user, scope=scope, hosts=tuple(hosts))

@@ -25,7 +25,7 @@ KEY_2 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJec+JKN0+LG/KBxFYTAQ1mEBOapWbz9bRn
 
 
 def outputs(**top) -> dict:
-    """Stack outputs as components/fleet.py exports them, plus the controlScript of issue 8."""
+    """Stack outputs as components/fleet.py exports them, plus the control of issue 8."""
     return {
         "stage": "staging",
         "app": "example",
@@ -42,7 +42,7 @@ def outputs(**top) -> dict:
                 "hostKey": KEY_1,
                 "units": ["sidekiq.service"],
                 "appVersion": "3f2c1e9",
-                "controlScript": "/usr/local/sbin/sidekiqctl",
+                "control": "/usr/local/sbin/sidekiqctl",
                 "instanceId": None,
             },
             {
@@ -61,7 +61,7 @@ def outputs(**top) -> dict:
 
 @pytest.fixture
 def fleet() -> Fleet:
-    return fleet_from_outputs("staging", outputs(controlScript="/usr/local/sbin/workersctl"))
+    return fleet_from_outputs("staging", outputs(control="/usr/local/sbin/workersctl"))
 
 
 # --- outputs -------------------------------------------------------------------------------------
@@ -74,7 +74,7 @@ def test_fleet_from_outputs(fleet):
         scope="system",
         hosts=(
             Host("web1", "198.51.100.7", 22, KEY_1, "/usr/local/sbin/sidekiqctl"),
-            # No controlScript of its own: the top-level one.
+            # No control of its own: the top-level one.
             Host("web2", "198.51.100.8", 2222, None, "/usr/local/sbin/workersctl"),
         ),
     )
@@ -106,7 +106,7 @@ def test_outputs_without_scope_or_control_script():
         (lambda o: o["hosts"][0].update(port="22"), 'staging: hosts[0]: port is "22"; expected an integer'),
         (lambda o: o["hosts"][0].update(port=True), "staging: hosts[0]: port is true; expected an integer"),
         (lambda o: o["hosts"][0].update(hostKey=1), "staging: hosts[0]: hostKey is 1; expected a string"),
-        (lambda o: o.update(controlScript=[]), "staging: controlScript is []; expected a string"),
+        (lambda o: o.update(control=[]), "staging: control is []; expected a string"),
     ],
 )
 def test_outputs_shape_errors(change, message):
@@ -171,7 +171,7 @@ def test_control_command_refuses_other_verbs_and_a_missing_script(fleet):
     with pytest.raises(ValueError) as error:
         control.control_command(bare, bare.hosts[1], "status")
     assert str(error.value) == (
-        "the stack outputs name no controlScript for host web2: "
+        "the stack outputs give no `control` path for host web2: "
         "run `pulumi up` with this version of sidekiq-fleet first"
     )
 
@@ -552,7 +552,7 @@ def test_project_dir_default_is_this_checkout():
 
 
 def test_a_host_without_a_command_fails_alone():
-    """No controlScript for one host: that host fails with the reason, the others still run."""
+    """No control for one host: that host fails with the reason, the others still run."""
     fleet = fleet_from_outputs("staging", outputs())
     by_name = {host.name: host for host in fleet.hosts}
     port = _closed_port()
@@ -564,6 +564,6 @@ def test_a_host_without_a_command_fails_alone():
     )
     assert [r.error for r in done] == [
         f"connection refused by 127.0.0.1:{port}: is sshd running?",
-        "the stack outputs name no controlScript for host web2: run `pulumi up` with this version of "
+        "the stack outputs give no `control` path for host web2: run `pulumi up` with this version of "
         "sidekiq-fleet first",
     ]

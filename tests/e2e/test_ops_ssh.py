@@ -298,7 +298,7 @@ def test_cli_verb_without_the_control_script_fails_per_host(hosts: localhosts.Fl
     """
     with socket_listener() as port:
         outputs = outputs_of(hosts)
-        outputs["controlScript"] = "/usr/local/sbin/sidekiqctl"
+        outputs["control"] = "/usr/local/sbin/sidekiqctl"
         outputs["hosts"].append(
             {**outputs["hosts"][0], "name": "silent", "address": "127.0.0.1", "port": port}
         )
@@ -326,7 +326,7 @@ def test_cli_restart_stops_at_the_first_failed_batch(hosts: localhosts.Fleet, tm
     """`restart` takes rollout.batchSize from the stage file (Pulumi.local.yaml: 1): the first host
     fails (no drop-in yet), so the second is never contacted."""
     outputs = outputs_of(hosts)
-    outputs["controlScript"] = "/usr/local/sbin/sidekiqctl"
+    outputs["control"] = "/usr/local/sbin/sidekiqctl"
     (tmp_path / "outputs.json").write_text(json.dumps(outputs))
     command = [str(PROJECT_DIR / ".venv/bin/sidekiq-fleet"), "restart", "local", "--json"]
     command += ["--outputs", str(tmp_path / "outputs.json"), "-i", str(hosts[0].private_key_path)]
