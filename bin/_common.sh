@@ -41,4 +41,13 @@ ensure_venv() {
     "$venv/bin/pip" install -q --disable-pip-version-check -r "$PROJECT_DIR/requirements-dev.txt"
     echo "$wanted" >"$stamp"
   fi
+  # The project itself, editable, for its console script (`sidekiq-fleet`); redone when
+  # pyproject.toml changes. No build isolation: the venv's setuptools builds it, offline.
+  local project_stamp="$venv/.project.sha256"
+  wanted=$(sha256sum <"$PROJECT_DIR/pyproject.toml" | cut -d' ' -f1)
+  if [[ ! -x "$venv/bin/sidekiq-fleet" || "$(cat "$project_stamp" 2>/dev/null)" != "$wanted" ]]; then
+    log "installing the project into .venv (pip install -e .)"
+    "$venv/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$PROJECT_DIR"
+    echo "$wanted" >"$project_stamp"
+  fi
 }

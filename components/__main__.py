@@ -10,13 +10,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import SECRET_PLACEHOLDER, StageConfigError, parse_stage, values_from_stack_file
+from .config import SECRET_PLACEHOLDER, Stage, StageConfigError, parse_stage, values_from_stack_file
 from .render import render_files
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
-def render_stage(stage_name: str, project_dir: Path = PROJECT_DIR) -> str:
+def load_stage(stage_name: str, project_dir: Path = PROJECT_DIR) -> Stage:
+    """The stage from its stack file alone (also read by the ops command, for rollout.batchSize)."""
     stack_file = project_dir / f"Pulumi.{stage_name}.yaml"
     if not stack_file.is_file():
         raise FileNotFoundError(f"no stack file {stack_file.name} in {project_dir}")
@@ -25,7 +26,11 @@ def render_stage(stage_name: str, project_dir: Path = PROJECT_DIR) -> str:
     ssh = values.setdefault("ssh", {})
     if isinstance(ssh, dict) and "privateKeyFile" not in ssh:
         ssh.setdefault("privateKey", SECRET_PLACEHOLDER)
-    stage = parse_stage(stage_name, values)
+    return parse_stage(stage_name, values)
+
+
+def render_stage(stage_name: str, project_dir: Path = PROJECT_DIR) -> str:
+    stage = load_stage(stage_name, project_dir)
     sections = []
     for file in render_files(stage, project_dir):
         header = f"# ==> {file.path}  (mode {file.mode}, owner {file.owner}:{file.group})"

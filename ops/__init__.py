@@ -1,0 +1,1 @@
+"""sidekiq-fleet: operate a stage from its stack outputs."""

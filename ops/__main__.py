@@ -1,0 +1,7 @@
+"""`python -m ops` is `sidekiq-fleet`."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

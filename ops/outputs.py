@@ -1,0 +1,135 @@
+"""The hosts of a stage, from its stack outputs (see components/fleet.py for their shape).
+
+The outputs come from the Pulumi Automation API (the project directory, stack name = stage), or
+from a saved `pulumi stack output --json` for runners without the engine. The stage file is not
+used: for EC2 only the outputs know the addresses.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+class OpsError(Exception):
+    """A problem with the command line, the stack or its outputs: nothing ran on any host."""
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    address: str
+    port: int
+    host_key: str | None
+    control_script: str | None
+
+
+@dataclass(frozen=True)
+class Fleet:
+    stage: str
+    deploy_user: str
+    scope: str
+    hosts: tuple[Host, ...]
+
+    def select(self, names: Sequence[str] | None) -> list[Host]:
+        """The hosts named (in the outputs' order), or all; an unknown name is an error."""
+        if not names:
+            return list(self.hosts)
+        known = [host.name for host in self.hosts]
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise OpsError(
+                f"--hosts: {', '.join(unknown)} not in the stack outputs of {self.stage}; "
+                f"expected some of: {', '.join(known)}"
+            )
+        return [host for host in self.hosts if host.name in names]
+
+
+def _field(where: str, values: Mapping[str, Any], key: str, kind: type, optional: bool = False) -> Any:
+    value = values.get(key)
+    if value is None and optional:
+        return None
+    # bool is an int in Python; a port of `true` is still wrong.
+    if not isinstance(value, kind) or isinstance(value, bool):
+        expected = {str: "a string", int: "an integer", list: "a list"}[kind]
+        raise OpsError(f"stack outputs of {where}: {key} is {json.dumps(value)}; expected {expected}")
+    return value
+
+
+def fleet_from_outputs(stage: str, outputs: Mapping[str, Any]) -> Fleet:
+    """Check the outputs' shape and keep what the ops commands use.
+
+    `control` is read per host, else at the top level (the path is the same on every host).
+    """
+    if not isinstance(outputs.get("hosts"), list):
+        raise OpsError(
+            f"stack outputs of {stage} have no `hosts` list (keys: {', '.join(sorted(outputs)) or 'none'}); "
+            "expected the outputs of this program after a `pulumi up`"
+        )
+    deploy_user = _field(stage, outputs, "deployUser", str)
+    scope = _field(stage, outputs, "scope", str, optional=True) or "system"
+    if scope not in ("system", "user"):
+        raise OpsError(f"stack outputs of {stage}: scope is {json.dumps(scope)}; expected system or user")
+    default_control = _field(stage, outputs, "control", str, optional=True)
+    hosts = []
+    for index, values in enumerate(outputs["hosts"]):
+        where = f"{stage}: hosts[{index}]"
+        if not isinstance(values, Mapping):
+            raise OpsError(f"stack outputs of {where} is {json.dumps(values)}; expected an object")
+        hosts.append(
+            Host(
+                name=_field(where, values, "name", str),
+                address=_field(where, values, "address", str),
+                port=_field(where, values, "port", int),
+                host_key=_field(where, values, "hostKey", str, optional=True),
+                control_script=_field(where, values, "control", str, optional=True) or default_control,
+            )
+        )
+    return Fleet(stage=stage, deploy_user=deploy_user, scope=scope, hosts=tuple(hosts))
+
+
+def read_outputs_file(path: Path) -> dict[str, Any]:
+    """A saved `pulumi stack output --json`."""
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise OpsError(f"--outputs: cannot read {path}: {error.strerror}") from error
+    try:
+        outputs = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise OpsError(
+            f"--outputs: {path} is not JSON ({error}); expected `pulumi stack output --json`"
+        ) from error
+    if not isinstance(outputs, dict):
+        raise OpsError(f"--outputs: {path} holds no JSON object; expected `pulumi stack output --json`")
+    return outputs
+
+
+def stack_outputs(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
+    """The stack's outputs through the Automation API, without selecting the stack."""
+    from pulumi import automation
+
+    try:
+        workspace = automation.LocalWorkspace(work_dir=str(project_dir))
+        outputs = workspace.stack_outputs(stage)
+    except automation.StackNotFoundError as error:
+        raise OpsError(
+            f"no stack {stage!r} in the Pulumi backend of {project_dir}: select the backend "
+            f"(PULUMI_BACKEND_URL or `pulumi login`), run `pulumi up -s {stage}` first, "
+            "or pass --outputs FILE (a saved `pulumi stack output --json`)"
+        ) from error
+    except automation.CommandError as error:
+        # Its text is the whole CLI result; the CLI's own message is the end of its stderr.
+        reason = str(error).rpartition("stderr:")[2].strip() or str(error)
+        raise OpsError(f"reading the stack outputs of {stage} failed: {reason}") from error
+    except FileNotFoundError as error:
+        raise OpsError(
+            f"cannot run the Pulumi CLI ({error}): put `pulumi` on PATH (source toolchain/env.sh), "
+            "or pass --outputs FILE (a saved `pulumi stack output --json`)"
+        ) from error
+    return {key: output.value for key, output in outputs.items()}

@@ -1,0 +1,569 @@
+"""The ops command's pure parts: outputs, control-script commands, status lines, inventories, reports.
+
+The SSH layer against real sshd is in tests/e2e/test_ops_ssh.py; here only what needs no host
+(a refused port and a silent listener on loopback).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import socket
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components.__main__ import render_stage
+from ops import cli, control, inventory, ssh
+from ops.outputs import Fleet, Host, OpsError, fleet_from_outputs, read_outputs_file
+
+KEY_1 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHFRyfMJQgt0Y4TQt5156vbF2nZe1Ymd9V0dDD4+k30j"
+KEY_2 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJec+JKN0+LG/KBxFYTAQ1mEBOapWbz9bRnU09VQJMAa"
+
+
+def outputs(**top) -> dict:
+    """Stack outputs as components/fleet.py exports them, plus the control of issue 8."""
+    return {
+        "stage": "staging",
+        "app": "example",
+        "appVersion": "3f2c1e9",
+        "scope": "system",
+        "deployUser": "deploy",
+        "units": ["sidekiq.service"],
+        "hosts": [
+            {
+                "name": "web1",
+                "address": "198.51.100.7",
+                "port": 22,
+                "sshUser": "admin",
+                "hostKey": KEY_1,
+                "units": ["sidekiq.service"],
+                "appVersion": "3f2c1e9",
+                "control": "/usr/local/sbin/sidekiqctl",
+                "instanceId": None,
+            },
+            {
+                "name": "web2",
+                "address": "198.51.100.8",
+                "port": 2222,
+                "sshUser": "admin",
+                "hostKey": None,
+                "units": ["sidekiq.service"],
+                "appVersion": None,
+            },
+        ],
+        **top,
+    }
+
+
+@pytest.fixture
+def fleet() -> Fleet:
+    return fleet_from_outputs("staging", outputs(control="/usr/local/sbin/workersctl"))
+
+
+# --- outputs -------------------------------------------------------------------------------------
+
+
+def test_fleet_from_outputs(fleet):
+    assert fleet == Fleet(
+        stage="staging",
+        deploy_user="deploy",
+        scope="system",
+        hosts=(
+            Host("web1", "198.51.100.7", 22, KEY_1, "/usr/local/sbin/sidekiqctl"),
+            # No control of its own: the top-level one.
+            Host("web2", "198.51.100.8", 2222, None, "/usr/local/sbin/workersctl"),
+        ),
+    )
+
+
+def test_outputs_without_scope_or_control_script():
+    values = outputs()
+    del values["scope"]
+    fleet = fleet_from_outputs("staging", values)
+    assert fleet.scope == "system"
+    assert [host.control_script for host in fleet.hosts] == ["/usr/local/sbin/sidekiqctl", None]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda o: o.pop("hosts"), "stack outputs of staging have no `hosts` list (keys: app, appVersion, "),
+        (lambda o: o.clear(), "stack outputs of staging have no `hosts` list (keys: none)"),
+        (lambda o: o.pop("deployUser"), "stack outputs of staging: deployUser is null; expected a string"),
+        (
+            lambda o: o.update(scope="global"),
+            'stack outputs of staging: scope is "global"; expected system or user',
+        ),
+        (
+            lambda o: o["hosts"].append("web3"),
+            'stack outputs of staging: hosts[2] is "web3"; expected an object',
+        ),
+        (lambda o: o["hosts"][1].pop("address"), "staging: hosts[1]: address is null; expected a string"),
+        (lambda o: o["hosts"][0].update(port="22"), 'staging: hosts[0]: port is "22"; expected an integer'),
+        (lambda o: o["hosts"][0].update(port=True), "staging: hosts[0]: port is true; expected an integer"),
+        (lambda o: o["hosts"][0].update(hostKey=1), "staging: hosts[0]: hostKey is 1; expected a string"),
+        (lambda o: o.update(control=[]), "staging: control is []; expected a string"),
+    ],
+)
+def test_outputs_shape_errors(change, message):
+    values = outputs()
+    change(values)
+    with pytest.raises(OpsError) as error:
+        fleet_from_outputs("staging", values)
+    assert message in str(error.value)
+
+
+def test_select_hosts_keeps_the_outputs_order(fleet):
+    assert [host.name for host in fleet.select(["web2", "web1"])] == ["web1", "web2"]
+    assert [host.name for host in fleet.select(["web2"])] == ["web2"]
+    assert fleet.select(None) == list(fleet.hosts)
+    with pytest.raises(OpsError) as error:
+        fleet.select(["web2", "web9", "db"])
+    assert (
+        str(error.value)
+        == "--hosts: web9, db not in the stack outputs of staging; expected some of: web1, web2"
+    )
+
+
+def test_read_outputs_file(tmp_path):
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps(outputs()))
+    assert read_outputs_file(path) == outputs()
+    path.write_text("[1]")
+    with pytest.raises(OpsError, match=r"holds no JSON object; expected `pulumi stack output --json`"):
+        read_outputs_file(path)
+    path.write_text("Current stack outputs (3):")
+    with pytest.raises(OpsError, match=r"is not JSON \(Expecting value: line 1 column 1"):
+        read_outputs_file(path)
+    with pytest.raises(OpsError, match=r"--outputs: cannot read .*/missing.json: No such file or directory"):
+        read_outputs_file(tmp_path / "missing.json")
+
+
+# --- control-script commands ---------------------------------------------------------------------
+
+
+def test_control_commands_go_through_sudo_in_system_scope(fleet):
+    web1, web2 = fleet.hosts
+    assert control.control_command(fleet, web1, "status") == "sudo -n /usr/local/sbin/sidekiqctl status"
+    assert control.control_command(fleet, web2, "restart") == "sudo -n /usr/local/sbin/workersctl restart"
+    assert control.control_command(fleet, web1, "follow") == "sudo -n /usr/local/sbin/sidekiqctl follow"
+
+
+def test_control_commands_run_the_script_directly_in_user_scope():
+    fleet = fleet_from_outputs("staging", outputs(scope="user"))
+    assert control.control_command(fleet, fleet.hosts[0], "quiet") == "/usr/local/sbin/sidekiqctl quiet"
+
+
+def test_control_command_quotes_the_path(fleet):
+    host = Host("web1", "192.0.2.1", 22, KEY_1, "/opt/my tools/$(reboot)ctl")
+    assert control.control_command(fleet, host, "stop") == "sudo -n '/opt/my tools/$(reboot)ctl' stop"
+
+
+def test_control_command_refuses_other_verbs_and_a_missing_script(fleet):
+    for verb in ("drain", "first-release", "status; reboot", "restart v2"):
+        with pytest.raises(ValueError, match="is not a deploy verb of the control script"):
+            control.control_command(fleet, fleet.hosts[0], verb)
+    bare = fleet_from_outputs("staging", outputs())
+    with pytest.raises(ValueError) as error:
+        control.control_command(bare, bare.hosts[1], "status")
+    assert str(error.value) == (
+        "the stack outputs give no `control` path for host web2: "
+        "run `pulumi up` with this version of sidekiq-fleet first"
+    )
+
+
+def test_the_target_is_the_deploy_user_never_the_login_user(fleet):
+    target = cli._target(fleet, fleet.hosts[1])
+    assert target == ssh.Target("web2", "198.51.100.8", 2222, "deploy", None)
+
+
+# --- status lines --------------------------------------------------------------------------------
+
+# The example line of docs/rollout.md.
+DOC_LINE = (
+    "process=default slot=a enabled=yes state=active pid=1234 since=2026-11-28T10:00:00+00:00 busy=0 "
+    "concurrency=5 quiet=no release=/var/www/example/local/releases/20261128100000 memory=123456789 "
+    "version=local-1"
+)
+DRAINING = (
+    "process=default slot=b enabled=no state=active pid=987 since=2026-11-28T09:00:00+00:00 busy=3 "
+    "concurrency=5 quiet=yes release=/var/www/example/local/releases/20261127090000 memory=104857600 "
+    "version=-"
+)
+STOPPED = (
+    "process=critical slot=a enabled=yes state=inactive pid=- since=- busy=- concurrency=- quiet=- release=- "
+    'memory=- version="a b"'
+)
+
+
+def test_parse_status_reads_every_field():
+    stdout = f"sidekiq-fleet: sidekiq on host web1: 2 processes\n{DOC_LINE}\n{DRAINING}\n{STOPPED}\n"
+    assert control.parse_status(stdout) == [
+        {
+            "process": "default",
+            "slot": "a",
+            "enabled": True,
+            "state": "active",
+            "pid": 1234,
+            "since": "2026-11-28T10:00:00+00:00",
+            "busy": 0,
+            "concurrency": 5,
+            "quiet": False,
+            "release": "/var/www/example/local/releases/20261128100000",
+            "memory": 123456789,
+            "version": "local-1",
+        },
+        {
+            "process": "default",
+            "slot": "b",
+            "enabled": False,
+            "state": "active",
+            "pid": 987,
+            "since": "2026-11-28T09:00:00+00:00",
+            "busy": 3,
+            "concurrency": 5,
+            "quiet": True,
+            "release": "/var/www/example/local/releases/20261127090000",
+            "memory": 104857600,
+            "version": None,
+        },
+        {
+            "process": "critical",
+            "slot": "a",
+            "enabled": True,
+            "state": "inactive",
+            "pid": None,
+            "since": None,
+            "busy": None,
+            "concurrency": None,
+            "quiet": None,
+            "release": None,
+            "memory": None,
+            "version": "a b",
+        },
+    ]
+    assert control.parse_status("") == []
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (DOC_LINE.replace(" memory=123456789", ""), "missing memory"),
+        (DOC_LINE.replace("slot=a enabled=yes ", ""), "missing slot, enabled"),
+        (DOC_LINE.replace("pid=1234", "pid=12x"), "pid=12x: expected an integer or -"),
+        (DOC_LINE.replace("busy=0", "busy="), "busy=: expected an integer or -"),
+        (DOC_LINE.replace("quiet=no", "quiet=false"), "quiet=false: expected yes, no or -"),
+        (DOC_LINE.replace("enabled=yes", "enabled=1"), "enabled=1: expected yes, no or -"),
+        (DOC_LINE + " stray", "'stray' is not key=value"),
+        (DOC_LINE + " =x", "'=x' is not key=value"),
+        (DOC_LINE + ' version="open', "No closing quotation"),
+    ],
+)
+def test_parse_status_refuses_broken_lines(line, message):
+    with pytest.raises(control.StatusLineError) as error:
+        control.parse_status(line)
+    assert message in str(error.value)
+
+
+def test_status_summary():
+    records = control.parse_status(f"{DOC_LINE}\n{DRAINING}\n{STOPPED}")
+    assert control.status_summary(records) == "default@a pid 1234 busy 0/5; default@b pid 987 busy 3/5, quiet"
+    assert control.status_summary(records[2:]) == "nothing active"
+    assert control.status_summary([]) == "no slot enabled or active"
+
+
+def test_status_table():
+    records = control.parse_status(f"{DOC_LINE}\n{STOPPED}")
+    table = control.status_table([("web1", records[0]), ("web-two", records[1])])
+    assert table.splitlines() == [
+        "HOST     PROCESS   SLOT  ENABLED  STATE     PID   SINCE                      BUSY  QUIET  MEMORY  "
+        "VERSION  RELEASE",
+        "web1     default   a     yes      active    1234  2026-11-28T10:00:00+00:00  0/5   no     118M    "
+        "local-1  /var/www/example/local/releases/20261128100000",
+        "web-two  critical  a     yes      inactive  -     -                          -/-   -      -       "
+        "a b      -",
+    ]
+
+
+# --- inventories ---------------------------------------------------------------------------------
+
+
+def test_capistrano_inventory(fleet):
+    assert inventory.render_inventory(fleet, "capistrano") == (
+        "# The staging stage's Sidekiq hosts, from its stack outputs (sidekiq-fleet inventory).\n"
+        'server "198.51.100.7", user: "deploy", roles: %w[sidekiq]\n'
+        'server "198.51.100.8", user: "deploy", port: 2222, roles: %w[sidekiq]\n'
+    )
+
+
+def test_ruby_string_escapes_what_ruby_would_interpret():
+    assert inventory.ruby_string('a"b\\c#{`id`}\nd') == '"a\\"b\\\\c\\#{`id`}\\nd"'
+    assert inventory.ruby_string("10.0.0.1") == '"10.0.0.1"'
+
+
+def test_ansible_inventory(fleet):
+    text = inventory.render_inventory(fleet, "ansible")
+    assert yaml.safe_load(text) == {
+        "all": {
+            "children": {
+                "sidekiq": {
+                    "children": {
+                        "sidekiq_staging": {
+                            "hosts": {
+                                "web1": {
+                                    "ansible_host": "198.51.100.7",
+                                    "ansible_port": 22,
+                                    "ansible_user": "deploy",
+                                },
+                                "web2": {
+                                    "ansible_host": "198.51.100.8",
+                                    "ansible_port": 2222,
+                                    "ansible_user": "deploy",
+                                },
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    other = Fleet("pre-prod.eu", "deploy", "system", fleet.hosts)
+    assert "sidekiq_pre_prod_eu:" in inventory.render_inventory(other, "ansible")
+
+
+def test_ssh_config_inventory_pins_each_key(fleet):
+    assert inventory.render_inventory(fleet, "ssh-config") == (
+        "# The staging stage's Sidekiq hosts, from its stack outputs (sidekiq-fleet inventory).\n"
+        "\n"
+        "Host web1\n"
+        "  HostName 198.51.100.7\n"
+        "  Port 22\n"
+        "  User deploy\n"
+        f"  KnownHostsCommand /bin/echo %H {KEY_1}\n"
+        "  UserKnownHostsFile /dev/null\n"
+        "  GlobalKnownHostsFile /dev/null\n"
+        "  StrictHostKeyChecking yes\n"
+        "\n"
+        "Host web2\n"
+        "  HostName 198.51.100.8\n"
+        "  Port 2222\n"
+        "  User deploy\n"
+        "  # no hostKey in the stack outputs: not pinned\n"
+    )
+
+
+def test_ssh_config_refuses_what_it_cannot_quote():
+    assert inventory._ssh_word("a b") == '"a b"'
+    assert inventory._ssh_word("") == '""'
+    assert inventory._ssh_word("web1") == "web1"
+    for bad in ('we"b', "web\n1", "web\r"):
+        with pytest.raises(ValueError, match="cannot be written into ssh_config"):
+            inventory._ssh_word(bad)
+
+
+def test_json_inventory(fleet):
+    assert json.loads(inventory.render_inventory(fleet, "json")) == {
+        "stage": "staging",
+        "deployUser": "deploy",
+        "hosts": [
+            {"name": "web1", "address": "198.51.100.7", "port": 22, "hostKey": KEY_1},
+            {"name": "web2", "address": "198.51.100.8", "port": 2222, "hostKey": None},
+        ],
+    }
+
+
+# --- reports and the command line ----------------------------------------------------------------
+
+
+def results() -> list[ssh.Result]:
+    return [
+        ssh.Result("web1", ok=True, exit_status=0, stdout="sidekiq-fleet: sidekiq on host web1: quiet\n\n"),
+        ssh.Result("web-2", exit_status=1, stderr="boom\n", error="exit status 1: boom"),
+        ssh.Result("web3", skipped=True, error="skipped: batch 2 failed on web-2"),
+    ]
+
+
+def test_report_lines_and_summary(fleet):
+    out = io.StringIO()
+    assert cli.report(fleet, "quiet", results(), 2.345, as_json=False, out=out) == 1
+    assert out.getvalue().splitlines() == [
+        "web1   ok       sidekiq-fleet: sidekiq on host web1: quiet",
+        "web-2  FAILED   exit status 1: boom",
+        "web3   SKIPPED  skipped: batch 2 failed on web-2",
+        "quiet staging: 1 of 3 hosts ok; failed: web-2; skipped: web3 (2.3 s)",
+    ]
+
+
+def test_report_all_ok_exits_0(fleet):
+    out = io.StringIO()
+    done = [ssh.Result("web1", ok=True, exit_status=0), results()[0]]
+    assert cli.report(fleet, "stop", done, 0.04, as_json=False, out=out) == 0
+    assert out.getvalue().splitlines()[0] == "web1  ok       done"
+    assert out.getvalue().splitlines()[-1] == "stop staging: 2 of 2 hosts ok (0.0 s)"
+    skipped_only = [results()[0], results()[2]]
+    assert cli.report(fleet, "restart", skipped_only, 1, as_json=False, out=io.StringIO()) == 1
+
+
+def test_report_json(fleet):
+    out = io.StringIO()
+    assert cli.report(fleet, "quiet", results(), 2.3456, as_json=True, out=out) == 1
+    document = json.loads(out.getvalue())
+    assert document["verb"] == "quiet" and document["stage"] == "staging"
+    assert document["ok"] is False and document["seconds"] == 2.346
+    assert document["hosts"][1] == {
+        "name": "web-2",
+        "ok": False,
+        "skipped": False,
+        "error": "exit status 1: boom",
+        "exitStatus": 1,
+        "seconds": 0.0,
+        "stdout": "",
+        "stderr": "boom\n",
+    }
+    assert [host["skipped"] for host in document["hosts"]] == [False, False, True]
+
+
+def test_report_status_table_and_json(fleet):
+    good = ssh.Result("web1", ok=True, exit_status=0, stdout=f"{DOC_LINE}\n{DRAINING}\n")
+    garbled = ssh.Result("web2", ok=True, exit_status=0, stdout="process=default slot\n")
+    out = io.StringIO()
+    assert cli.report(fleet, "status", [good, garbled], 1.0, as_json=False, out=out) == 1
+    lines = out.getvalue().splitlines()
+    assert lines[0].split() == list(control.STATUS_COLUMNS)
+    assert lines[1].split()[:6] == ["web1", "default", "a", "yes", "active", "1234"]
+    assert lines[2].split()[:6] == ["web1", "default", "b", "no", "active", "987"]
+    assert lines[3] == "web1  ok       default@a pid 1234 busy 0/5; default@b pid 987 busy 3/5, quiet"
+    assert (
+        lines[4] == "web2  FAILED   unreadable status line: 'process=default slot': 'slot' is not key=value"
+    )
+    good.ok, garbled.ok, garbled.error = True, True, None
+    out = io.StringIO()
+    cli.report(fleet, "status", [good], 1.0, as_json=True, out=out)
+    assert json.loads(out.getvalue())["hosts"][0]["processes"] == control.parse_status(
+        DOC_LINE + "\n" + DRAINING
+    )
+
+
+def test_cli_render_is_the_components_render(capsys):
+    assert cli.main(["render", "staging"]) == 0
+    assert capsys.readouterr().out == render_stage("staging")
+
+
+def test_cli_errors_exit_2_before_any_host(tmp_path, capsys):
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps(outputs()))
+    assert cli.main(["status", "staging", "--outputs", str(path), "--hosts", "web1,nope"]) == 2
+    assert capsys.readouterr().err == (
+        "sidekiq-fleet: error: --hosts: nope not in the stack outputs of staging; "
+        "expected some of: web1, web2\n"
+    )
+    assert cli.main(["render", "nope"]) == 2
+    assert "no stack file Pulumi.nope.yaml" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["status", "staging", "--hosts", "web1,,web2"])
+    assert "expected NAME[,NAME...]" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["status", "staging", "--parallel", "0"])
+    assert "'0': expected a positive number" in capsys.readouterr().err
+
+
+def test_cli_inventory_from_a_saved_outputs_file(tmp_path, capsys):
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps(outputs()))
+    assert (
+        cli.main(
+            ["inventory", "staging", "--outputs", str(path), "--format", "capistrano", "--hosts", "web2"]
+        )
+        == 0
+    )
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        'server "198.51.100.8", user: "deploy", port: 2222, roles: %w[sidekiq]'
+    ]
+
+
+# --- the SSH layer without a host: loopback only -------------------------------------------------
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_refused_port_fails_at_once_and_batches_stop():
+    targets = [ssh.Target(f"h{i}", "127.0.0.1", _closed_port(), "deploy", KEY_1) for i in (1, 2, 3)]
+    started = time.monotonic()
+    done = asyncio.run(ssh.run_in_batches(targets, 2, lambda t: "true", ssh.Options(), "restart test"))
+    assert time.monotonic() - started < 2
+    assert [(r.name, r.ok, r.skipped) for r in done] == [
+        ("h1", False, False),
+        ("h2", False, False),
+        ("h3", False, True),
+    ]
+    assert done[0].error == f"connection refused by 127.0.0.1:{targets[0].port}: is sshd running?"
+    assert done[2].error == "skipped: batch 1 failed on h1, h2"
+
+
+def test_silent_server_fails_within_the_connect_timeout():
+    """A listener that accepts and never speaks SSH: only the connect timeout ends the wait."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        target = ssh.Target("silent", "127.0.0.1", listener.getsockname()[1], "deploy", KEY_1)
+        started = time.monotonic()
+        result = asyncio.run(ssh.run_command(target, "true", ssh.Options(connect_timeout=0.3)))
+        elapsed = time.monotonic() - started
+    assert 0.3 <= elapsed < 1.5
+    assert result.error == f"no SSH connection to 127.0.0.1:{target.port} within 0.3 s (connect timeout)"
+    assert not result.ok and result.exit_status is None
+
+
+def test_no_connection_without_a_usable_host_key():
+    port = _closed_port()
+    missing = asyncio.run(
+        ssh.run_command(ssh.Target("a", "127.0.0.1", port, "deploy", None), "true", ssh.Options())
+    )
+    assert missing.error.startswith("hostKey is null in the stack outputs: refusing to connect")
+    garbled = ssh.Target("b", "127.0.0.1", port, "deploy", "ssh-ed25519 AAAAnope")
+    result = asyncio.run(ssh.run_command(garbled, "true", ssh.Options()))
+    assert result.error.startswith("hostKey in the stack outputs is not an OpenSSH public key")
+
+
+def test_progress_line_only_after_the_delay():
+    async def work(seconds: float) -> str:
+        await asyncio.sleep(seconds)
+        return "done"
+
+    slow = ssh.Progress("quiet staging", stream=io.StringIO(), delay=0.05)
+    slow.detail = "0/2 hosts done, waiting for web1, web2"
+    assert asyncio.run(ssh.with_progress(slow, work(0.12))) == "done"
+    assert slow.stream.getvalue() == "quiet staging: 0/2 hosts done, waiting for web1, web2 (0 s)\n"
+    fast = ssh.Progress("quiet staging", stream=io.StringIO(), delay=0.5)
+    asyncio.run(ssh.with_progress(fast, work(0.01)))
+    assert fast.stream.getvalue() == ""
+
+
+def test_project_dir_default_is_this_checkout():
+    assert cli.build_parser().parse_args(["render", "x"]).project == Path(cli.__file__).resolve().parents[1]
+
+
+def test_a_host_without_a_command_fails_alone():
+    """No control for one host: that host fails with the reason, the others still run."""
+    fleet = fleet_from_outputs("staging", outputs())
+    by_name = {host.name: host for host in fleet.hosts}
+    port = _closed_port()
+    loopback = [ssh.Target(name, "127.0.0.1", port, "deploy", KEY_1) for name in by_name]
+    done = asyncio.run(
+        ssh.run_many(
+            loopback, lambda t: control.control_command(fleet, by_name[t.name], "stop"), ssh.Options()
+        )
+    )
+    assert [r.error for r in done] == [
+        f"connection refused by 127.0.0.1:{port}: is sshd running?",
+        "the stack outputs give no `control` path for host web2: run `pulumi up` with this version of "
+        "sidekiq-fleet first",
+    ]
