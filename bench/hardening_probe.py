@@ -1,6 +1,6 @@
 """Show what each sandbox directive of an installed Sidekiq unit blocks, on a local host.
 
-    python bench/hardening_probe.py HOST [--unit sidekiq.service] [--scope system|user] [--user deploy]
+    python bench/hardening_probe.py HOST [--unit sidekiq-default@a.service] [--scope system|user] [--user deploy]
 
 Runs the same attempts twice as the unit's user: once unconfined (runuser), once in a oneshot unit
 that copies the installed unit's [Service] sandbox lines, and prints a table. A directive is shown to
@@ -150,7 +150,7 @@ def sandbox_lines(unit_text: str) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("host")
-    parser.add_argument("--unit", default="sidekiq.service")
+    parser.add_argument("--unit", default="sidekiq-default@a.service")
     parser.add_argument("--scope", choices=["system", "user"], default="system")
     parser.add_argument("--user", default="deploy")
     parser.add_argument("--writable", help="a writable path to try (default: shared/ beside appDir)")

@@ -31,7 +31,7 @@ from components.config import parse_stage, values_from_stack_file  # noqa: E402
 from components.render import render_files  # noqa: E402
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
-UNIT = "sidekiq.service"
+UNIT = "sidekiq-default@a.service"  # slot a of the default process, as a first deploy starts it
 APP = "/var/www/example/local"
 
 # Shell functions for the trials; each trial prints "name seconds" lines.
