@@ -41,7 +41,8 @@ def test_reboot_from_inside_the_host_is_brought_back(hosts: localhosts.Fleet) ->
     host = localhosts.get(hosts[0].name)
     first_boot = boot_id(host)
     # As a test of the program would: the host reboots itself, then the harness boots it again.
-    host.ssh("sudo -n systemctl reboot --no-block", check=True)
+    # The shutdown may close the session before ssh sees the command's exit (255: "closed by remote host").
+    assert host.ssh("sudo -n systemctl reboot --no-block").returncode in (0, 255)
 
     again = localhosts.reboot(host.name)
 
