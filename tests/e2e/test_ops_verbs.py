@@ -7,6 +7,7 @@ its outputs through the Automation API, as a person runs it. Every check reads t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shlex
 import subprocess
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import localhosts
-from localhosts import config as localhosts_config
+from ops import ssh
 from tests.e2e.conftest import wait_until
 from tests.pulumi_project import PROJECT_DIR, PulumiProject
 
@@ -44,8 +45,10 @@ def systemd_view(host: localhosts.Host) -> dict[str, dict]:
     for slot in SLOTS:
         unit = slot_unit(slot)
         enabled = host.exec(f"systemctl is-enabled --quiet {unit}").returncode == 0
-        state, pid = sh(host, f"systemctl show -p ActiveState,MainPID --value {unit}").split()
-        view[slot] = {"enabled": enabled, "state": state, "pid": int(pid) or None}
+        shown = dict(
+            line.split("=", 1) for line in sh(host, f"systemctl show -p ActiveState,MainPID {unit}").split()
+        )
+        view[slot] = {"enabled": enabled, "state": shown["ActiveState"], "pid": int(shown["MainPID"]) or None}
     return view
 
 
@@ -77,13 +80,17 @@ def deployed(project: PulumiProject, hosts: localhosts.Fleet) -> PulumiProject:
 
 
 def fleet(
-    project: PulumiProject, hosts: localhosts.Fleet, *args: str, timeout: float = 300
+    project: PulumiProject,
+    hosts: localhosts.Fleet,
+    *args: str,
+    timeout: float = 300,
+    identity: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """`sidekiq-fleet ARGS` (this checkout's ops package), on the stage's stack, as the deploy user."""
     verb, *rest = args
     argv = [sys.executable, "-m", "ops", "--project", str(project.directory), verb, "local"]
     if verb != "inventory":
-        argv += ["-i", str(hosts[0].private_key_path)]
+        argv += ["-i", str(identity or hosts[0].private_key_path)]
     return subprocess.run(
         [*argv, *rest], cwd=PROJECT_DIR, env=project.env, capture_output=True, text=True, timeout=timeout
     )
@@ -217,16 +224,16 @@ def test_hosts_narrows_the_run(deployed, hosts) -> None:
 
 
 def test_a_host_that_is_down_fails_alone(deployed, hosts) -> None:
-    """The harness cuts the first host's link: no answer at all, as a host that is powered off."""
+    """The harness freezes the first host's sshd (SIGSTOP): the kernel still accepts the TCP
+    connection but nothing answers, as on a host that hangs; the others carry on."""
     down = hosts[0]
-    link = localhosts_config.link_name(down.name)
-    subprocess.run(["ip", "link", "set", link, "down"], check=True)
+    sh(down, "kill -STOP $(cat /run/sshd.pid)")
     try:
         started = time.monotonic()
         result = fleet(deployed, hosts, "status", "--connect-timeout", "3")
         elapsed = time.monotonic() - started
     finally:
-        subprocess.run(["ip", "link", "set", link, "up"], check=True)
+        sh(down, "kill -CONT $(cat /run/sshd.pid)")
     assert result.returncode == 1
     lines = host_lines(result, hosts)
     assert lines[down.name] == f"FAILED   no SSH connection to {down.address}:22 within 3 s (connect timeout)"
@@ -285,3 +292,32 @@ def test_check_reports_a_hand_edit_and_repair_reinstalls_it(deployed, hosts) -> 
     assert systemd_view(stopped)[enabled_slot(stopped)]["state"] == "active"
     result = fleet(deployed, hosts, "check")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_authorized_keys_let_the_ops_commands_in_and_destroy_removes_them(deployed, hosts, tmp_path) -> None:
+    key = tmp_path / "ops_key"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "e2e ops", "-f", str(key)], check=True
+    )
+    public = key.with_suffix(".pub").read_text().strip()
+    result = fleet(deployed, hosts, "status", identity=key)
+    assert result.returncode == 1
+    assert "refused the login of 'deploy': none of the client keys is authorized" in result.stdout
+    harness_keys = {host.name: sh(host, "cat /home/deploy/.ssh/authorized_keys") for host in hosts}
+    deployed.config_set("sidekiq.authorizedKeys[0]", public)
+    deployed.up()
+    result = fleet(deployed, hosts, "status", identity=key)
+    assert result.returncode == 0, result.stdout + result.stderr
+    begin = "# BEGIN sidekiq-fleet sidekiq: sidekiq.authorizedKeys of pulumi up; edits here are overwritten"
+    for host in hosts:
+        # The harness's own line stays; the block follows it, written as deploy.
+        text = sh(host, "cat /home/deploy/.ssh/authorized_keys")
+        assert text == f"{harness_keys[host.name]}{begin}\n{public}\n# END sidekiq-fleet sidekiq\n"
+        assert sh(host, "stat -c '%U %a' /home/deploy/.ssh/authorized_keys") == "deploy 600\n"
+    deployed.pulumi("destroy", "--yes", "--skip-preview")
+    for host in hosts:
+        assert sh(host, "cat /home/deploy/.ssh/authorized_keys") == harness_keys[host.name]
+    outputs_host = hosts[1]
+    target = ssh.Target(outputs_host.name, outputs_host.address, 22, "deploy", outputs_host.host_key)
+    refused = asyncio.run(ssh.run_command(target, "true", ssh.Options(identities=[key])))
+    assert not refused.ok and "none of the client keys is authorized" in (refused.error or "")
