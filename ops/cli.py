@@ -321,13 +321,13 @@ def repair(stage_name: str, project: Path, drift: dict[str, list[str]]) -> None:
 async def run_check(
     args: argparse.Namespace, fleet: Fleet, targets: list[ssh.Target], options: ssh.Options
 ) -> int:
+    if args.repair and args.outputs is not None:
+        raise OpsError("--repair runs `pulumi up` on the stack: it cannot work from --outputs")
     stage = load_stage(fleet.stage, args.project)
     started = time.monotonic()
     results, drift = await _check_once(fleet, targets, options, stage, args.project)
     if args.repair and drift:
         report(fleet, "check", results, time.monotonic() - started, args.json, out=sys.stderr, drift=drift)
-        if args.outputs is not None:
-            raise OpsError("--repair runs `pulumi up` on the stack: it cannot work from --outputs")
         print(f"repairing {', '.join(drift)}: pulumi up --replace of their install", file=sys.stderr)
         await asyncio.to_thread(repair, fleet.stage, args.project, drift)
         started = time.monotonic()

@@ -469,6 +469,12 @@ def test_cli_errors_exit_2_before_any_host(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["status", "staging", "--parallel", "0"])
     assert "'0': expected a positive number" in capsys.readouterr().err
+    # Repairing needs the engine: refused before any host is contacted (web1 is not reachable here).
+    assert cli.main(["check", "staging", "--outputs", str(path), "--repair", "--connect-timeout", "0.1"]) == 2
+    assert capsys.readouterr() == (
+        "",
+        "sidekiq-fleet: error: --repair runs `pulumi up` on the stack: it cannot work from --outputs\n",
+    )
 
 
 def test_cli_inventory_from_a_saved_outputs_file(tmp_path, capsys):
