@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import localhosts
+from components.scripts import host_key_from
 from ops import ssh
 from tests.e2e.conftest import wait_until
 from tests.pulumi_project import PROJECT_DIR, PulumiProject
@@ -103,6 +104,20 @@ def host_lines(result: subprocess.CompletedProcess[str], hosts: list[localhosts.
         line[:width].rstrip(): line[width:].strip()
         for line in result.stdout.splitlines()
         if any(line.startswith(f"{h.name} ") for h in hosts)
+    }
+
+
+def test_the_first_connection_learns_each_hosts_key(deployed, hosts) -> None:
+    """What EC2 hosts export as hostKey (trust on first use): prepare's report of the host's key,
+    here compared with the key the harness generated for each host."""
+    state = json.loads(deployed.pulumi("stack", "export").output)
+    prepared = {
+        r["urn"].rsplit("::", 1)[1].removesuffix("-prepare"): r["outputs"]["stdout"]
+        for r in state["deployment"]["resources"]
+        if r["urn"].endswith("-prepare") and r["type"] == "command:remote:Command"
+    }
+    assert {name: host_key_from(stdout) for name, stdout in prepared.items()} == {
+        host.name: " ".join(host.host_key.split()[:2]) for host in hosts
     }
 
 
