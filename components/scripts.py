@@ -270,15 +270,19 @@ def install(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
                 'nothing installed: $(cat "$work/bash.err")"'
             )
     body += _verify_units(files, copies, control)
-    # sidekiq.authorizedKeys: checked by ssh-keygen like the files, before anything is installed.
+    # sidekiq.authorizedKeys: checked by ssh-keygen like the files, before anything is installed. One key
+    # at a time: on a file of several, ssh-keygen -l skips a bad line and still exits 0.
     keys = sidekiq.authorized_keys
+    for index, key in enumerate(keys):
+        problem = (
+            f"sidekiq-fleet:sidekiq.authorizedKeys[{index}]: ssh-keygen -l refused it, nothing installed"
+        )
+        body.append(
+            f'printf "%s\\n" {q(key)} >"$work/key"; ssh-keygen -l -f "$work/key" >/dev/null '
+            f'2>"$work/keygen.err" || die {q(problem)}": $(cat "$work/keygen.err")"'
+        )
     listed = " ".join(q(key) for key in keys)
     body.append(f'printf "%s\\n" {listed} >"$work/authorized_keys"' if keys else ': >"$work/authorized_keys"')
-    if keys:
-        body.append(
-            'ssh-keygen -l -f "$work/authorized_keys" >/dev/null 2>"$work/keygen.err" || die '
-            '"sidekiq.authorizedKeys failed ssh-keygen -l, nothing installed: $(cat "$work/keygen.err")"'
-        )
     body += ["unit_changed=0", "changed=0"]
     for index, (file, name, copy) in enumerate(
         zip(files, names, copies, strict=True)  # pragma: no mutate - same lengths

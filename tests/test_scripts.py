@@ -837,13 +837,14 @@ def test_install_without_keys_creates_no_authorized_keys(host: FakeHost, existin
 def test_a_key_that_fails_ssh_keygen_installs_nothing(host: FakeHost, existing_values) -> None:
     # Passes the config's check (the blob names its type) but is no valid ed25519 key.
     broken = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAAQ=="
-    stage = keyed(existing_values, broken)
+    # After a good one: ssh-keygen -l on both at once would skip the bad line and exit 0.
+    stage = keyed(existing_values, KEY_A, broken)
     staged(host, stage)
     seed_old(host)
     run = host.run(scripts.install(stage, render_files(stage), "web1"))
     assert_nothing_installed(host, run, OLD_FILES)
     assert run.stderr.startswith(
-        f"{SAY}FAILED: sidekiq.authorizedKeys failed ssh-keygen -l, nothing installed: "
+        f"{SAY}FAILED: sidekiq-fleet:sidekiq.authorizedKeys[1]: ssh-keygen -l refused it, nothing installed: "
     )
     assert host.file(AUTHORIZED) is None
 
