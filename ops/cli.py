@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from components.__main__ import load_stage, render_stage
-from components.config import StageConfigError
+from components.config import Stage, StageConfigError
 from components.render import render_files
 
 from . import check, control, inventory, ssh
@@ -270,7 +270,7 @@ async def run(args: argparse.Namespace) -> int:
 
 
 async def _check_once(
-    fleet: Fleet, targets: list[ssh.Target], options: ssh.Options, stage: Any, project: Path
+    fleet: Fleet, targets: list[ssh.Target], options: ssh.Options, stage: Stage, project: Path
 ) -> tuple[list[ssh.Result], dict[str, list[str]]]:
     """Each host's differences from the render (a host with none is ok; one with some fails)."""
     expected = check.expected_sums(render_files(stage, project))
