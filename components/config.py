@@ -693,17 +693,23 @@ def _decode(value: Any) -> Any:
     return value
 
 
+def values_from_config(config: Mapping[str, Any], project: str = NAMESPACE) -> dict[str, Any]:
+    """The project's values from `namespace:key` -> value as Pulumi gives them (the running program's
+    config, or the Automation API's `get_all_config`, decrypted): objects and lists come as JSON text."""
+    prefix = f"{project}:"
+    return {
+        key.removeprefix(prefix): _decode(value)
+        for key, value in sorted(config.items())
+        if key.startswith(prefix)
+    }
+
+
 def values_from_pulumi(project: str = NAMESPACE) -> dict[str, Any]:
     """Every config value of the project's namespace from the running Pulumi program."""
     from pulumi.runtime import config as runtime_config
 
-    prefix = f"{project}:"
     keys = {*runtime_config.CONFIG.get(), *runtime_config.get_config_env()}
-    return {
-        key.removeprefix(prefix): _decode(runtime_config.get_config(key))
-        for key in sorted(keys)
-        if key.startswith(prefix)
-    }
+    return values_from_config({key: runtime_config.get_config(key) for key in keys}, project)
 
 
 def values_from_stack_file(path: Path, project: str = NAMESPACE) -> dict[str, Any]:

@@ -16,12 +16,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from components.__main__ import load_stage, render_stage
-from components.config import Stage, StageConfigError
+from components.__main__ import load_stage, render_stage, stage_for_render
+from components.config import Stage, StageConfigError, values_from_config
 from components.render import render_files
 
 from . import check, control, inventory, ssh
-from .outputs import PROJECT_DIR, Fleet, Host, OpsError, fleet_from_outputs, read_outputs_file, stack_outputs
+from .outputs import (
+    PROJECT_DIR,
+    Fleet,
+    Host,
+    OpsError,
+    fleet_from_outputs,
+    read_outputs_file,
+    stack_config,
+    stack_outputs,
+)
 
 # Verbs that run the control script's verb of the same name on every host.
 CONTROL_VERBS = ("status", "quiet", "stop", "start", "restart")
@@ -318,12 +327,26 @@ def repair(stage_name: str, project: Path, drift: dict[str, list[str]]) -> None:
         raise OpsError(f"pulumi up --replace failed: {reason}") from error
 
 
+async def _stage_to_check(args: argparse.Namespace, name: str) -> Stage:
+    """The stage from the stack's config, decrypted, so that files holding secrets (the env file)
+    are compared too; from the stack file alone with --outputs, or when the config cannot be
+    decrypted here (such files are then checked for presence only)."""
+    if args.outputs is None:
+        try:
+            config = await asyncio.to_thread(stack_config, name, args.project)
+        except OpsError as error:
+            print(f"sidekiq-fleet: note: {error}; encrypted values are not compared", file=sys.stderr)
+        else:
+            return stage_for_render(name, values_from_config(config))
+    return load_stage(name, args.project)
+
+
 async def run_check(
     args: argparse.Namespace, fleet: Fleet, targets: list[ssh.Target], options: ssh.Options
 ) -> int:
     if args.repair and args.outputs is not None:
         raise OpsError("--repair runs `pulumi up` on the stack: it cannot work from --outputs")
-    stage = load_stage(fleet.stage, args.project)
+    stage = await _stage_to_check(args, fleet.stage)
     started = time.monotonic()
     results, drift = await _check_once(fleet, targets, options, stage, args.project)
     if args.repair and drift:

@@ -1509,3 +1509,23 @@ def test_authorized_keys_accept_every_openssh_type(existing_values) -> None:
     existing_values["sidekiq"] = {"authorizedKeys": [ED25519] * 101}
     (problem,) = problems_of(existing_values)
     assert problem.startswith("sidekiq-fleet:sidekiq.authorizedKeys: List should have at most 100 items")
+
+
+def test_values_from_config_keeps_the_namespace_and_decodes_objects_and_lists() -> None:
+    from components.config import values_from_config
+
+    config = {
+        "sidekiq-fleet:app": "example",
+        "sidekiq-fleet:env": '{"REDIS_URL": "redis://x"}',
+        "sidekiq-fleet:hosts": '[{"address": "a"}]',
+        "sidekiq-fleet:appVersion": "{not json",
+        "aws:region": "eu-west-1",
+        "other-sidekiq-fleet:app": "no",
+    }
+    assert values_from_config(config) == {
+        "app": "example",
+        "env": {"REDIS_URL": "redis://x"},
+        "hosts": [{"address": "a"}],
+        "appVersion": "{not json",
+    }
+    assert values_from_config(config, project="aws") == {"region": "eu-west-1"}

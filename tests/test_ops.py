@@ -700,3 +700,21 @@ def test_report_prints_each_hosts_drift_under_its_line(fleet) -> None:
     cli.report(fleet, "check", done, 1.0, as_json=True, out=out, drift=drift)
     hosts = json.loads(out.getvalue())["hosts"]
     assert "drift" not in hosts[0] and hosts[1]["drift"] == drift["web-2"]
+
+
+def test_check_falls_back_to_the_stack_file_when_the_config_cannot_be_read(tmp_path, monkeypatch, capsys):
+    import argparse
+
+    from components.__main__ import load_stage
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no pulumi CLI here
+    args = argparse.Namespace(outputs=None, project=Path(cli.PROJECT_DIR))
+    stage = asyncio.run(cli._stage_to_check(args, "staging"))
+    assert stage == load_stage("staging")
+    err = capsys.readouterr().err
+    assert err.startswith("sidekiq-fleet: note: cannot run the Pulumi CLI (")
+    assert err.endswith("; encrypted values are not compared\n")
+    # With --outputs the engine is not asked at all.
+    args = argparse.Namespace(outputs=tmp_path / "outputs.json", project=Path(cli.PROJECT_DIR))
+    assert asyncio.run(cli._stage_to_check(args, "staging")) == load_stage("staging")
+    assert capsys.readouterr().err == ""

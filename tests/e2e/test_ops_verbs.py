@@ -28,6 +28,7 @@ pytestmark = pytest.mark.e2e
 HOST_COUNT = 3
 SLOTS = ("a", "b")
 UNIT_FILE = "/etc/systemd/system/sidekiq-default@.service"
+ENV_FILE = "/etc/sidekiq-fleet/sidekiq.env"
 
 
 def slot_unit(slot: str) -> str:
@@ -282,6 +283,9 @@ def test_capistrano_inventory_is_ruby_listing_every_host(deployed, hosts) -> Non
 
 
 def test_check_reports_a_hand_edit_and_repair_reinstalls_it(deployed, hosts) -> None:
+    # An encrypted env value: check decrypts the stack's config to render the env file, as pulumi up does.
+    deployed.config_set("env.API_TOKEN", "e2e-check-secret", secret=True)
+    deployed.up()
     result = fleet(deployed, hosts, "check")
     assert result.returncode == 0, result.stdout + result.stderr
     assert all(line.startswith("ok       no drift") for line in host_lines(result, hosts).values())
@@ -290,10 +294,13 @@ def test_check_reports_a_hand_edit_and_repair_reinstalls_it(deployed, hosts) -> 
     sh(edited, f"echo 'Nice=5' >> {UNIT_FILE}")
     hand = sh(edited, f"sha256sum {UNIT_FILE}").split()[0]
     sh(stopped, f"systemctl stop {slot_unit(enabled_slot(stopped))}")
+    env_sum = sh(first, f"sha256sum {ENV_FILE}").split()[0]
+    sh(first, f"echo 'API_TOKEN=by-hand' >> {ENV_FILE}")
     result = fleet(deployed, hosts, "check")
     assert result.returncode == 1
     lines = host_lines(result, hosts)
-    assert lines[first.name].startswith("ok")
+    assert lines[first.name] == "FAILED   drift: 1 difference(s)"
+    assert f"    {ENV_FILE}: sha256 " in result.stdout and f", the render has {env_sum[:12]}" in result.stdout
     assert lines[edited.name] == "FAILED   drift: 1 difference(s)"
     assert f"    {UNIT_FILE}: sha256 {hand[:12]}, the render has {rendered[:12]}" in result.stdout
     assert lines[stopped.name] == "FAILED   drift: 1 difference(s)"
@@ -304,6 +311,7 @@ def test_check_reports_a_hand_edit_and_repair_reinstalls_it(deployed, hosts) -> 
     assert "repairing" in result.stderr and "--replace" in result.stderr
     assert all(line.startswith("ok       no drift") for line in host_lines(result, hosts).values())
     assert sh(edited, f"sha256sum {UNIT_FILE}").split()[0] == rendered
+    assert sh(first, f"sha256sum {ENV_FILE}").split()[0] == env_sum
     assert systemd_view(stopped)[enabled_slot(stopped)]["state"] == "active"
     result = fleet(deployed, hosts, "check")
     assert result.returncode == 0, result.stdout + result.stderr
