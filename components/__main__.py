@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from .config import SECRET_PLACEHOLDER, Stage, StageConfigError, parse_stage, values_from_stack_file
 from .render import render_files
@@ -21,7 +22,11 @@ def load_stage(stage_name: str, project_dir: Path = PROJECT_DIR) -> Stage:
     stack_file = project_dir / f"Pulumi.{stage_name}.yaml"
     if not stack_file.is_file():
         raise FileNotFoundError(f"no stack file {stack_file.name} in {project_dir}")
-    values = values_from_stack_file(stack_file)
+    return stage_for_render(stage_name, values_from_stack_file(stack_file))
+
+
+def stage_for_render(stage_name: str, values: dict[str, Any]) -> Stage:
+    """The stage from its config values, for rendering only."""
     # Rendering never needs the ssh key, so a stack without it still renders.
     ssh = values.setdefault("ssh", {})
     if isinstance(ssh, dict) and "privateKeyFile" not in ssh:

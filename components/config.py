@@ -7,6 +7,8 @@ config key (``sidekiq-fleet:hosts.sshIngressCidrs[0]``) and the expected form.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import json
 import posixpath
@@ -299,6 +301,38 @@ def _config_file(path: str) -> str:
 
 ConfigFile = Annotated[str, Field(pattern=CONFIG_FILE), AfterValidator(_config_file)]
 
+# The public key algorithms OpenSSH accepts in authorized_keys (no options prefix: we add none).
+AUTHORIZED_KEY_TYPES = (
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+)
+
+
+def _check_authorized_key(value: str) -> str:
+    """One OpenSSH public key line: TYPE BASE64 [COMMENT], the blob's own type matching TYPE."""
+    shown = value if len(value) <= 40 else value[:37] + "..."
+    words = value.split()
+    if not words or not value.isprintable():
+        raise ValueError(f"{shown!r} is not one line of printable text")
+    if words[0] not in AUTHORIZED_KEY_TYPES:
+        raise ValueError(f"{shown!r} starts with {words[0]!r}, not a key type such as ssh-ed25519")
+    try:
+        blob = base64.b64decode(words[1] if len(words) > 1 else "", validate=True)
+    except (binascii.Error, ValueError):
+        blob = b""
+    length = int.from_bytes(blob[:4], "big")
+    if blob[4 : 4 + length].decode("ascii", "replace") != words[0]:
+        raise ValueError(f"{shown!r} has no {words[0]} key data after its type")
+    return " ".join(words)
+
+
+AuthorizedKey = Annotated[str, AfterValidator(_check_authorized_key)]
+
 
 class Process(_Model):
     """One Sidekiq process per host, run as a template unit with two slots."""
@@ -357,6 +391,11 @@ class Sidekiq(_Model):
     writable_paths: list[WritablePath] | None = Field(
         None,
         description="absolute, normalized paths such as /var/www/<app>/<stage>/shared",
+    )
+    authorized_keys: list[AuthorizedKey] = Field(
+        [],
+        max_length=100,
+        description='OpenSSH public key lines such as "ssh-ed25519 AAAAC3Nza... alice@laptop"',
     )
     processes: list[Process] | None = Field(
         None,
@@ -654,17 +693,23 @@ def _decode(value: Any) -> Any:
     return value
 
 
+def values_from_config(config: Mapping[str, Any], project: str = NAMESPACE) -> dict[str, Any]:
+    """The project's values from `namespace:key` -> value as Pulumi gives them (the running program's
+    config, or the Automation API's `get_all_config`, decrypted): objects and lists come as JSON text."""
+    prefix = f"{project}:"
+    return {
+        key.removeprefix(prefix): _decode(value)
+        for key, value in sorted(config.items())
+        if key.startswith(prefix)
+    }
+
+
 def values_from_pulumi(project: str = NAMESPACE) -> dict[str, Any]:
     """Every config value of the project's namespace from the running Pulumi program."""
     from pulumi.runtime import config as runtime_config
 
-    prefix = f"{project}:"
     keys = {*runtime_config.CONFIG.get(), *runtime_config.get_config_env()}
-    return {
-        key.removeprefix(prefix): _decode(runtime_config.get_config(key))
-        for key in sorted(keys)
-        if key.startswith(prefix)
-    }
+    return values_from_config({key: runtime_config.get_config(key) for key in keys}, project)
 
 
 def values_from_stack_file(path: Path, project: str = NAMESPACE) -> dict[str, Any]:

@@ -56,7 +56,7 @@ def deploy_fleet(stage: Stage, project_dir: Path) -> dict[str, Any]:
                 "address": host.address,
                 "port": host.port,
                 "sshUser": stage.ssh_user,
-                "hostKey": host.host_key,
+                "hostKey": host.host_key if host.host_key is not None else service.learned_host_key,
                 "units": units,
                 "control": control,
                 "appVersion": service.deployed_version,

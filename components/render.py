@@ -239,7 +239,7 @@ def render_first_release_service(stage: Stage) -> str:
     return _unit_text(stage, body)
 
 
-CONTROL_VERBS = ("status", "quiet", "stop", "start", "restart", "logs", "follow")
+CONTROL_VERBS = ("status", "quiet", "stop", "start", "restart", "logs", "follow", "sums")
 
 
 def sudo_commands(stage: Stage) -> list[str]:
@@ -284,6 +284,8 @@ def render_control(stage: Stage) -> str:
             scope=sidekiq.scope,
             user=sidekiq.user,
             control_path=control_path(stage),
+            sudoers_file=sudoers_path(stage),
+            env_file=env_path(stage),
             # The first process's file also tells whether a release exists (PathExists= of the path unit).
             processes=[
                 {

@@ -7,6 +7,7 @@ the provisioning user has passwordless sudo and no TTY.
 from __future__ import annotations
 
 import posixpath
+import re
 import shlex
 from collections.abc import Sequence
 
@@ -28,6 +29,9 @@ from .render import (
 )
 
 JOURNAL_LINES = 40
+# Every host has it on Debian, Ubuntu and Amazon Linux; the ops commands pin it (asyncssh).
+HOST_KEY_FILE = "/etc/ssh/ssh_host_ed25519_key.pub"
+HOST_KEY_LABEL = "sidekiq-fleet: host key: "
 
 
 def q(value: object) -> str:
@@ -108,9 +112,22 @@ def prepare_host(stage: Stage, host: str) -> str:
             "  exit 1",
             "fi",
             f'sudo -n install -d -m 0700 -o {user} -g "$(id -gn {user})" {staging}',
+            # Trust on first use: the key of the host this connection reached, for the stack outputs.
+            f"if read -r key_type key_data _ <{q(HOST_KEY_FILE)}; then",
+            f'  echo "{HOST_KEY_LABEL}$key_type $key_data"',
+            "fi",
             'echo "sidekiq-fleet: host $host is ready"',
         ]
     )
+
+
+def host_key_from(stdout: str) -> str | None:
+    """The host key that prepare_host printed (`ssh-ed25519 BASE64`), or None if it printed none."""
+    for line in stdout.splitlines():
+        key = line.removeprefix(HOST_KEY_LABEL)
+        if key != line and re.fullmatch(r"ssh-ed25519 [A-Za-z0-9+/]+={0,2}", key):
+            return key
+    return None
 
 
 def _resolve(path: str) -> str:
@@ -176,6 +193,43 @@ def _root_only_dirs(path: str, user: str) -> list[str]:
     ]
 
 
+def _keys_markers(stage: Stage) -> tuple[str, str]:
+    group = stage.config.sidekiq.unit_name
+    return (
+        f"# BEGIN sidekiq-fleet {group}: sidekiq.authorizedKeys of pulumi up; edits here are overwritten",
+        f"# END sidekiq-fleet {group}",
+    )
+
+
+# Run as the deploy user, never as root: its home is its own, and root writing there could follow a
+# symlink it planted. Replaces this group's block (stdin: the keys, maybe none), keeps every other line.
+_KEYS_BLOCK = """set -euo pipefail
+begin=$1 end=$2 ssh_dir=$3/.ssh file=$3/.ssh/authorized_keys
+keys=$(cat)
+[ -n "$keys" ] || [ -f "$file" ] || exit 0
+umask 077
+mkdir -p "$ssh_dir"
+new=$(mktemp "$ssh_dir/.authorized_keys.XXXXXX")
+trap 'rm -f "$new"' EXIT
+if [ -f "$file" ]; then
+  awk -v b="$begin" -v e="$end" '$0 == b { skip = 1; next } $0 == e { skip = 0; next } !skip' "$file" >"$new"
+fi
+[ -z "$keys" ] || printf '%s\\n%s\\n%s\\n' "$begin" "$keys" "$end" >>"$new"
+if [ -f "$file" ] && cmp -s "$new" "$file"; then exit 0; fi
+mv -f "$new" "$file"
+echo changed
+"""
+
+
+def _write_keys(stage: Stage, keys_file: str) -> str:
+    """Shell text (as root) that puts the block of keys read from KEYS_FILE into the user's file."""
+    user = stage.config.sidekiq.user
+    begin, end = _keys_markers(stage)
+    home = f'"$(getent passwd {q(user)} | cut -d: -f6)"'
+    script = f"bash -c {q(_KEYS_BLOCK)} sidekiq-fleet {q(begin)} {q(end)} {home}"
+    return f"runuser -u {q(user)} -- {script} <{keys_file}"
+
+
 def install(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
     """Validate the staged files, then install them atomically as root.
 
@@ -216,6 +270,19 @@ def install(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
                 'nothing installed: $(cat "$work/bash.err")"'
             )
     body += _verify_units(files, copies, control)
+    # sidekiq.authorizedKeys: checked by ssh-keygen like the files, before anything is installed. One key
+    # at a time: on a file of several, ssh-keygen -l skips a bad line and still exits 0.
+    keys = sidekiq.authorized_keys
+    for index, key in enumerate(keys):
+        problem = (
+            f"sidekiq-fleet:sidekiq.authorizedKeys[{index}]: ssh-keygen -l refused it, nothing installed"
+        )
+        body.append(
+            f'printf "%s\\n" {q(key)} >"$work/key"; ssh-keygen -l -f "$work/key" >/dev/null '
+            f'2>"$work/keygen.err" || die {q(problem)}": $(cat "$work/keygen.err")"'
+        )
+    listed = " ".join(q(key) for key in keys)
+    body.append(f'printf "%s\\n" {listed} >"$work/authorized_keys"' if keys else ': >"$work/authorized_keys"')
     body += ["unit_changed=0", "changed=0"]
     for index, (file, name, copy) in enumerate(
         zip(files, names, copies, strict=True)  # pragma: no mutate - same lengths
@@ -242,6 +309,10 @@ def install(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
             f'say "installed $target{index} ({file.mode} {file.owner}:{file.group})"; fi'
         ]
     body.append("pending=()")
+    body.append(
+        f'if [ "$({_write_keys(stage, chr(34) + "$work/authorized_keys" + chr(34))})" = changed ]; then '
+        f'say "authorized keys of {sidekiq.user}: {len(keys)} key(s) of sidekiq.authorizedKeys"; fi'
+    )
     rendered_roles = {f.role for f in files}
     for stale in _stale_paths(stage, rendered_roles):
         body.append(
@@ -336,6 +407,9 @@ def uninstall(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
         # Our target is gone: so are the links in its .wants, even one made by hand.
         f'rm -rf "$dir"/{q(group + ".target.wants")}',
     ]
+    # The keys block goes; the user's other keys stay.
+    remove_keys = _write_keys(stage, "/dev/null")
+    body.append(f"if getent passwd {q(sidekiq.user)} >/dev/null; then {remove_keys} >/dev/null; fi")
     paths = {f.path for f in files if f.role != "unit"} | set(_stale_paths(stage, set()))
     for path in sorted(paths):
         body.append(f"rm -f {_resolve(path)}")

@@ -96,11 +96,14 @@ class SidekiqService(pulumi.ComponentResource):
             for file in files
         ]
         digest = _secret_if(files_digest(files), has_secrets)
+        keys = stage.config.sidekiq.authorized_keys
+        # Only when set: a stage without authorizedKeys keeps its install untouched by this feature.
+        keys_digest = [hashlib.sha256("\n".join(keys).encode()).hexdigest()] if keys else []
         install = remote.Command(
             f"{name}-install",
             connection=connection,
             create=scripts.install(stage, files, host.name),
-            triggers=[digest],
+            triggers=[digest, *keys_digest],
             logging=logged,
             opts=child(depends_on=copies),
         )
@@ -124,5 +127,7 @@ class SidekiqService(pulumi.ComponentResource):
             logging=logged,
             opts=child(depends_on=[prepare]),
         )
+        # For hosts without a configured key (EC2): what the first connection found, trust on first use.
+        self.learned_host_key = prepare.stdout.apply(scripts.host_key_from)
         self.deployed_version = self.restart.id.apply(lambda _: app_version)
         self.register_outputs({"appVersion": self.deployed_version})

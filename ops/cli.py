@@ -16,11 +16,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from components.__main__ import load_stage, render_stage
-from components.config import StageConfigError
+from components.__main__ import load_stage, render_stage, stage_for_render
+from components.config import Stage, StageConfigError, values_from_config
+from components.render import render_files
 
-from . import control, inventory, ssh
-from .outputs import PROJECT_DIR, Fleet, Host, OpsError, fleet_from_outputs, read_outputs_file, stack_outputs
+from . import check, control, inventory, ssh
+from .outputs import (
+    PROJECT_DIR,
+    Fleet,
+    Host,
+    OpsError,
+    fleet_from_outputs,
+    read_outputs_file,
+    stack_config,
+    stack_outputs,
+)
 
 # Verbs that run the control script's verb of the same name on every host.
 CONTROL_VERBS = ("status", "quiet", "stop", "start", "restart")
@@ -101,6 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
         verbs.add_parser(verb, parents=[hosts, remote], help=helps[verb])
     logs = verbs.add_parser("logs", parents=[hosts, remote], help="the last journal lines of every slot")
     logs.add_argument("-f", "--follow", action="store_true", help="keep following (Ctrl-C ends)")
+    drift = verbs.add_parser(
+        "check", parents=[hosts, remote], help="drift: installed files and slots against the render"
+    )
+    drift.add_argument(
+        "--repair",
+        action="store_true",
+        help="`pulumi up --replace` the drifted hosts' install resources, then check again",
+    )
     listing = verbs.add_parser("inventory", parents=[hosts], help="the hosts for other tooling")
     listing.add_argument("--format", choices=inventory.FORMATS, default="json")
     return parser
@@ -129,6 +147,8 @@ def _outcome(result: ssh.Result) -> str:
 
 
 def _detail(verb: str, result: ssh.Result, records: list[dict[str, Any]] | None) -> str:
+    if verb == "check" and result.ok:
+        return "no drift"
     if not result.ok:
         return result.error or "failed"
     if records is not None:
@@ -145,6 +165,7 @@ def report(
     as_json: bool,
     out: Any = sys.stdout,
     lines_out: Any = None,
+    drift: dict[str, list[str]] | None = None,
 ) -> int:
     """Print the per-host results and the summary; the exit status (1 if any host did not succeed)."""
     statuses: dict[str, list[dict[str, Any]]] = {}
@@ -173,6 +194,7 @@ def report(
                     "exitStatus": result.exit_status,
                     "seconds": round(result.seconds, 3),
                     **({"processes": statuses[result.name]} if result.name in statuses else {}),
+                    **({"drift": drift[result.name]} if drift and result.name in drift else {}),
                     **({} if verb == "logs" else {"stdout": result.stdout, "stderr": result.stderr}),
                 }
                 for result in results
@@ -188,6 +210,8 @@ def report(
     for result in results:
         detail = _detail(verb, result, statuses.get(result.name))
         print(f"{result.name.ljust(width)}  {_outcome(result):<7}  {detail}", file=lines_out)
+        for problem in (drift or {}).get(result.name, []):
+            print(f"{' ' * width}    {problem}", file=lines_out)
     summary = f"{verb} {fleet.stage}: {len(results) - len(failed) - len(skipped)} of {len(results)} hosts ok"
     if failed:
         summary += f"; failed: {', '.join(failed)}"
@@ -239,6 +263,9 @@ async def run(args: argparse.Namespace) -> int:
         )
         return report(fleet, "logs", results, time.monotonic() - started, args.json, lines_out=sys.stderr)
 
+    if args.verb == "check":
+        return await run_check(args, fleet, targets, options)
+
     def command_for(target: ssh.Target) -> str:
         return control.control_command(fleet, by_name[target.name], args.verb)
 
@@ -249,6 +276,86 @@ async def run(args: argparse.Namespace) -> int:
     else:
         results = await ssh.run_many(targets, command_for, options, ssh.Progress(label))
     return report(fleet, args.verb, results, time.monotonic() - started, args.json)
+
+
+async def _check_once(
+    fleet: Fleet, targets: list[ssh.Target], options: ssh.Options, stage: Stage, project: Path
+) -> tuple[list[ssh.Result], dict[str, list[str]]]:
+    """Each host's differences from the render (a host with none is ok; one with some fails)."""
+    expected = check.expected_sums(render_files(stage, project))
+    by_name = {host.name: host for host in fleet.hosts}
+
+    def command_for(target: ssh.Target) -> str:
+        host = by_name[target.name]
+        sums = control.control_command(fleet, host, "sums")
+        return f"{sums} && {control.control_command(fleet, host, 'status')}"
+
+    results = await ssh.run_many(targets, command_for, options, ssh.Progress(f"check {fleet.stage}"))
+    drift: dict[str, list[str]] = {}
+    for result in results:
+        if not result.ok:
+            continue
+        try:
+            problems = check.file_drift(expected, check.parse_sums(result.stdout))
+            problems += check.slot_drift(stage, control.parse_status(result.stdout))
+        except (check.SumsError, control.StatusLineError) as error:
+            result.ok, result.error = False, f"unreadable answer: {error}"
+            continue
+        if problems:
+            drift[result.name] = problems
+            result.ok, result.error = False, f"drift: {len(problems)} difference(s)"
+    return results, drift
+
+
+def repair(stage_name: str, project: Path, drift: dict[str, list[str]]) -> None:
+    """`pulumi up --replace` of the drifted hosts' copies and install (and restart when a slot
+    drifted), through the Automation API; the engine's output goes to stderr."""
+    from pulumi import automation
+
+    stack = automation.select_stack(stack_name=stage_name, work_dir=str(project))
+    resources = stack.export_stack().deployment.get("resources", [])
+    urns = []
+    for name, problems in drift.items():
+        slots = any(problem.startswith("process ") for problem in problems)
+        urns += check.repair_urns(resources, name, slots)
+    if not urns:
+        raise OpsError(f"no install resources of {', '.join(drift)} in the stack {stage_name}")
+    try:
+        stack.up(replace=urns, on_output=lambda line: print(line, file=sys.stderr, end=""))
+    except automation.CommandError as error:
+        reason = str(error).rpartition("stderr:")[2].strip() or str(error)
+        raise OpsError(f"pulumi up --replace failed: {reason}") from error
+
+
+async def _stage_to_check(args: argparse.Namespace, name: str) -> Stage:
+    """The stage from the stack's config, decrypted, so that files holding secrets (the env file)
+    are compared too; from the stack file alone with --outputs, or when the config cannot be
+    decrypted here (such files are then checked for presence only)."""
+    if args.outputs is None:
+        try:
+            config = await asyncio.to_thread(stack_config, name, args.project)
+        except OpsError as error:
+            print(f"sidekiq-fleet: note: {error}; encrypted values are not compared", file=sys.stderr)
+        else:
+            return stage_for_render(name, values_from_config(config))
+    return load_stage(name, args.project)
+
+
+async def run_check(
+    args: argparse.Namespace, fleet: Fleet, targets: list[ssh.Target], options: ssh.Options
+) -> int:
+    if args.repair and args.outputs is not None:
+        raise OpsError("--repair runs `pulumi up` on the stack: it cannot work from --outputs")
+    stage = await _stage_to_check(args, fleet.stage)
+    started = time.monotonic()
+    results, drift = await _check_once(fleet, targets, options, stage, args.project)
+    if args.repair and drift:
+        report(fleet, "check", results, time.monotonic() - started, args.json, out=sys.stderr, drift=drift)
+        print(f"repairing {', '.join(drift)}: pulumi up --replace of their install", file=sys.stderr)
+        await asyncio.to_thread(repair, fleet.stage, args.project, drift)
+        started = time.monotonic()
+        results, drift = await _check_once(fleet, targets, options, stage, args.project)
+    return report(fleet, "check", results, time.monotonic() - started, args.json, drift=drift)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 from .outputs import Fleet, Host
 
 # What the deploy user may run, and what each ops verb runs (`logs -f` is `follow`).
-DEPLOY_VERBS = ("status", "quiet", "stop", "start", "restart", "logs", "follow")
+DEPLOY_VERBS = ("status", "quiet", "stop", "start", "restart", "logs", "follow", "sums")
 
 # The status line's fields (docs/rollout.md), in order, and how to read them; `-` is unknown.
 STATUS_FIELDS = (

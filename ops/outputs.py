@@ -8,10 +8,12 @@ used: for EC2 only the outputs know the addresses.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -110,13 +112,12 @@ def read_outputs_file(path: Path) -> dict[str, Any]:
     return outputs
 
 
-def stack_outputs(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
-    """The stack's outputs through the Automation API, without selecting the stack."""
+def _read_stack(stage: str, project_dir: Path, what: str, read: Callable[[Any], T]) -> T:
+    """READ(workspace) through the Automation API, its failures as OpsError."""
     from pulumi import automation
 
     try:
-        workspace = automation.LocalWorkspace(work_dir=str(project_dir))
-        outputs = workspace.stack_outputs(stage)
+        return read(automation.LocalWorkspace(work_dir=str(project_dir)))
     except automation.StackNotFoundError as error:
         raise OpsError(
             f"no stack {stage!r} in the Pulumi backend of {project_dir}: select the backend "
@@ -126,10 +127,22 @@ def stack_outputs(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]
     except automation.CommandError as error:
         # Its text is the whole CLI result; the CLI's own message is the end of its stderr.
         reason = str(error).rpartition("stderr:")[2].strip() or str(error)
-        raise OpsError(f"reading the stack outputs of {stage} failed: {reason}") from error
+        raise OpsError(f"reading the {what} of {stage} failed: {reason}") from error
     except FileNotFoundError as error:
         raise OpsError(
             f"cannot run the Pulumi CLI ({error}): put `pulumi` on PATH (source toolchain/env.sh), "
             "or pass --outputs FILE (a saved `pulumi stack output --json`)"
         ) from error
+
+
+def stack_outputs(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
+    """The stack's outputs through the Automation API, without selecting the stack."""
+    outputs = _read_stack(stage, project_dir, "stack outputs", lambda w: w.stack_outputs(stage))
     return {key: output.value for key, output in outputs.items()}
+
+
+def stack_config(stage: str, project_dir: Path = PROJECT_DIR) -> dict[str, str]:
+    """The stack's config, secrets decrypted (`pulumi config --show-secrets`), as `namespace:key` ->
+    value; objects and lists as JSON text."""
+    config = _read_stack(stage, project_dir, "stack config", lambda w: w.get_all_config(stage))
+    return {key: value.value for key, value in config.items()}

@@ -59,7 +59,8 @@ def _trusted_key(target: Target) -> asyncssh.SSHKey:
     if target.host_key is None:
         raise ValueError(
             "hostKey is null in the stack outputs: refusing to connect to a host whose key is not "
-            "pinned (EC2 hosts get their key exported by a later version; until then set it by hand)"
+            "pinned; run `pulumi up` (its first connection to a host exports the host's ed25519 key) "
+            "or set hosts.existing[].hostKey"
         )
     try:
         return asyncssh.import_public_key(target.host_key)

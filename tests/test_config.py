@@ -1442,3 +1442,90 @@ def test_unreadable_files_are_the_only_problems(tmp_path: Path) -> None:
         f"'{tmp_path / 'id_test'}'; expected a readable OpenSSH private key file"
     )
     assert known_problem.startswith(f"{NS}:ssh.knownHostsFile: cannot read {tmp_path / 'known_hosts'}: ")
+
+
+# --- sidekiq.authorizedKeys -----------------------------------------------------------------------
+
+ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHFRyfMJQgt0Y4TQt5156vbF2nZe1Ymd9V0dDD4+k30j"
+EXPECTED_KEYS = '; expected OpenSSH public key lines such as "ssh-ed25519 AAAAC3Nza... alice@laptop"'
+
+
+def test_authorized_keys_default_to_none_and_are_normalized(existing_values) -> None:
+    assert parse_stage("staging", existing_values).config.sidekiq.authorized_keys == []
+    existing_values["sidekiq"] = {"authorizedKeys": [f"  {ED25519}   alice  at  laptop "]}
+    keys = parse_stage("staging", existing_values).config.sidekiq.authorized_keys
+    assert keys == [f"{ED25519} alice at laptop"]
+
+
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [
+        ("", "'' is not one line of printable text"),
+        (
+            f"{ED25519}\nssh-rsa AAAA",
+            f"{(ED25519 + chr(10) + 'ssh-rsa AAAA')[:37] + '...'!r} is not one line",
+        ),
+        (
+            f'from="10.0.0.1" {ED25519}',
+            "'from=\"10.0.0.1\" ssh-ed25519 AAAAC3Nza...' starts with 'from=\"10.0.0.1\"', "
+            "not a key type such as ssh-ed25519",
+        ),
+        ("ssh-dss AAAAB3NzaC1kc3M=", "'ssh-dss AAAAB3NzaC1kc3M=' starts with 'ssh-dss', not a key type"),
+        ("ssh-ed25519", "'ssh-ed25519' has no ssh-ed25519 key data after its type"),
+        ("ssh-ed25519 not*base64", "'ssh-ed25519 not*base64' has no ssh-ed25519 key data after its type"),
+        # An RSA type over ed25519 key data: the blob names its own type.
+        (
+            f"ssh-rsa {ED25519.split()[1]}",
+            "'ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIHFRy...' has no ssh-rsa key data",
+        ),
+        ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE4AAAAIA==", "has no ssh-ed25519 key data after its type"),
+    ],
+)
+def test_a_bad_authorized_key_is_named_with_the_expected_form(existing_values, key, reason) -> None:
+    existing_values["sidekiq"] = {"authorizedKeys": [ED25519, key]}
+    (problem,) = problems_of(existing_values)
+    assert problem.startswith("sidekiq-fleet:sidekiq.authorizedKeys[1]: ")
+    assert reason in problem
+    assert problem.endswith(EXPECTED_KEYS)
+
+
+def test_authorized_keys_accept_every_openssh_type(existing_values) -> None:
+    import base64
+
+    keys = []
+    for kind in (
+        "ssh-rsa",
+        "ecdsa-sha2-nistp256",
+        "ecdsa-sha2-nistp384",
+        "ecdsa-sha2-nistp521",
+        "sk-ssh-ed25519@openssh.com",
+        "sk-ecdsa-sha2-nistp256@openssh.com",
+        "ssh-ed25519",
+    ):
+        blob = len(kind).to_bytes(4, "big") + kind.encode() + b"\x00\x00\x00\x01\x01"
+        keys.append(f"{kind} {base64.b64encode(blob).decode()}")
+    existing_values["sidekiq"] = {"authorizedKeys": keys}
+    assert parse_stage("staging", existing_values).config.sidekiq.authorized_keys == keys
+    existing_values["sidekiq"] = {"authorizedKeys": [ED25519] * 101}
+    (problem,) = problems_of(existing_values)
+    assert problem.startswith("sidekiq-fleet:sidekiq.authorizedKeys: List should have at most 100 items")
+
+
+def test_values_from_config_keeps_the_namespace_and_decodes_objects_and_lists() -> None:
+    from components.config import values_from_config
+
+    config = {
+        "sidekiq-fleet:app": "example",
+        "sidekiq-fleet:env": '{"REDIS_URL": "redis://x"}',
+        "sidekiq-fleet:hosts": '[{"address": "a"}]',
+        "sidekiq-fleet:appVersion": "{not json",
+        "aws:region": "eu-west-1",
+        "other-sidekiq-fleet:app": "no",
+    }
+    assert values_from_config(config) == {
+        "app": "example",
+        "env": {"REDIS_URL": "redis://x"},
+        "hosts": [{"address": "a"}],
+        "appVersion": "{not json",
+    }
+    assert values_from_config(config, project="aws") == {"region": "eu-west-1"}

@@ -761,3 +761,54 @@ def test_user_scope_drain_removes_the_legacy_unit_as_the_deploy_user(host, exist
     assert run.returncode == 0, run.stderr
     assert f"runuser -u deploy -- env XDG_RUNTIME_DIR=/run/user/{DEPLOY_UID} rm -f {legacy}" in run.calls
     assert host.file(legacy) is None
+
+
+# --- sums: the drift check's read-only view -------------------------------------------------------
+
+
+def _sha(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_sums_prints_the_sha256_of_every_file_of_the_group_and_changes_nothing(host, existing_values) -> None:
+    ours = MANAGED + "# sidekiq-fleet group: sidekiq\n[Unit]\n"
+    edited = ours + "Description=edited by hand\n"
+    other_group = MANAGED + "# sidekiq-fleet group: sidekiq2\n[Unit]\n"
+    host.seed(f"{UNITS}/sidekiq.target", ours)
+    host.seed(f"{UNITS}/sidekiq-default@.service", edited)
+    host.seed(f"{UNITS}/sidekiq2-default@.service", other_group)  # another group's: not listed
+    host.seed(f"{UNITS}/cron.service", "[Unit]\n")
+    host.seed(CTL, "#!/bin/bash\n", mode=0o755)
+    host.seed("/etc/sudoers.d/sidekiq-fleet-sidekiq", "deploy ALL=...\n", mode=0o440)
+    host.seed("/etc/sidekiq-fleet/sidekiq.env", "A=1\n", mode=0o600)
+    run = run_ctl(host, stage_values(existing_values), "sums")
+    assert run.returncode == 0, run.stderr
+    assert sorted(run.stdout.splitlines()) == sorted(
+        [
+            f"{_sha(ours)} {UNITS}/sidekiq.target",
+            f"{_sha(edited)} {UNITS}/sidekiq-default@.service",
+            f"{_sha('#!/bin/bash' + chr(10))} {CTL}",
+            f"{_sha('deploy ALL=...' + chr(10))} /etc/sudoers.d/sidekiq-fleet-sidekiq",
+            f"{_sha('A=1' + chr(10))} /etc/sidekiq-fleet/sidekiq.env",
+        ]
+    )
+    assert run.ran("systemctl") == [] and run.ran("flock") == []
+    assert host.changes() == set()
+
+
+def test_sums_in_user_scope_names_home_files_as_the_render_does(host, existing_values) -> None:
+    units = "/home/deploy/.config/systemd/user"
+    unit = MANAGED + "# sidekiq-fleet group: sidekiq\n"
+    host.seed(f"{units}/sidekiq.target", unit)
+    host.seed("/home/deploy/.config/sidekiq-fleet/sidekiq.env", "B=2\n", mode=0o600)
+    run = run_ctl(host, stage_values(existing_values, sidekiq={"scope": "user"}), "sums")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == [
+        f"{_sha(unit)} ~deploy/.config/systemd/user/sidekiq.target",
+        f"{_sha('B=2' + chr(10))} ~deploy/.config/sidekiq-fleet/sidekiq.env",
+    ]
+    # Root reads deploy's files as deploy.
+    runuser = f"runuser -u deploy -- env XDG_RUNTIME_DIR=/run/user/{DEPLOY_UID} "
+    assert f"{runuser}cat -- /home/deploy/.config/sidekiq-fleet/sidekiq.env" in run.calls

@@ -469,6 +469,12 @@ def test_cli_errors_exit_2_before_any_host(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["status", "staging", "--parallel", "0"])
     assert "'0': expected a positive number" in capsys.readouterr().err
+    # Repairing needs the engine: refused before any host is contacted (web1 is not reachable here).
+    assert cli.main(["check", "staging", "--outputs", str(path), "--repair", "--connect-timeout", "0.1"]) == 2
+    assert capsys.readouterr() == (
+        "",
+        "sidekiq-fleet: error: --repair runs `pulumi up` on the stack: it cannot work from --outputs\n",
+    )
 
 
 def test_cli_inventory_from_a_saved_outputs_file(tmp_path, capsys):
@@ -567,3 +573,148 @@ def test_a_host_without_a_command_fails_alone():
         "the stack outputs give no `control` path for host web2: run `pulumi up` with this version of "
         "sidekiq-fleet first",
     ]
+
+
+# --- check: drift against the render ------------------------------------------------------------
+
+
+def _sha(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_expected_sums_are_the_renders_and_skip_encrypted_content(existing_values) -> None:
+    from components.config import SECRET_PLACEHOLDER
+    from components.render import render_files
+    from ops import check
+    from tests.conftest import stage_from
+
+    existing_values["env"] = {"PLAIN": "1", "TOKEN": SECRET_PLACEHOLDER}
+    files = render_files(stage_from(existing_values))
+    sums = check.expected_sums(files)
+    assert list(sums) == [f.path for f in files]
+    unit = next(f for f in files if f.path == "/etc/systemd/system/sidekiq-default@.service")
+    assert sums[unit.path] == _sha(unit.content)
+    assert sums["/etc/sidekiq-fleet/sidekiq.env"] is None
+    existing_values["env"] = {"PLAIN": "1"}
+    assert check.expected_sums(render_files(stage_from(existing_values)))["/etc/sidekiq-fleet/sidekiq.env"]
+
+
+def test_file_drift_names_changed_missing_and_extra_files() -> None:
+    from ops import check
+
+    expected = {"/u/a": "a" * 64, "/u/b": "b" * 64, "/e/env": None, "/u/c": "c" * 64}
+    actual = {"/u/a": "a" * 64, "/u/b": "f" * 64, "/e/env": "0" * 64, "/u/old": "d" * 64}
+    assert check.file_drift(expected, actual) == [
+        f"/u/b: sha256 {'f' * 12}, the render has {'b' * 12}",
+        "/u/c: missing",
+        "/u/old: installed but not in the render",
+    ]
+    assert check.file_drift({"/u/a": "a" * 64}, {"/u/a": "a" * 64}) == []
+
+
+def test_parse_sums_skips_status_lines_and_refuses_others() -> None:
+    from ops import check
+
+    digest = "0123456789abcdef" * 4
+    stdout = (
+        f"{digest} /etc/systemd/system/sidekiq.target\n{digest} ~deploy/.config/x y\nprocess=default slot=a\n"
+    )
+    assert check.parse_sums(stdout) == {
+        "/etc/systemd/system/sidekiq.target": digest,
+        "~deploy/.config/x y": digest,
+    }
+    for line in [f"{digest[:-1]} /x", f"{digest.upper()} /x", f"{digest}  ", "sudo: a password is required"]:
+        with pytest.raises(check.SumsError, match="expected `<sha256> <path>`"):
+            check.parse_sums(line)
+
+
+def test_slot_drift_wants_one_enabled_active_slot_per_process(existing_values) -> None:
+    from ops import check
+    from tests.conftest import stage_from
+
+    existing_values["sidekiq"] = {"processes": [{"name": "default"}, {"name": "low", "configFile": "l.yml"}]}
+    stage = stage_from(existing_values)
+
+    def record(process, slot, enabled, state):
+        return {"process": process, "slot": slot, "enabled": enabled, "state": state}
+
+    good = [record("default", "a", True, "active"), record("low", "b", True, "active")]
+    # A draining old slot (running, not enabled) is no drift.
+    assert check.slot_drift(stage, [*good, record("default", "b", False, "deactivating")]) == []
+    assert check.slot_drift(
+        stage, [record("default", "a", True, "failed"), record("low", "a", False, "active")]
+    ) == [
+        "process default: the enabled slot a is failed; expected active",
+        "process low: enabled slots none; expected exactly one",
+    ]
+    both = [record("default", "a", True, "active"), record("default", "b", True, "active"), good[1]]
+    assert check.slot_drift(stage, both) == ["process default: enabled slots a, b; expected exactly one"]
+    assert check.slot_drift(stage, [record("default", "a", True, None), good[1]]) == [
+        "process default: the enabled slot a is unknown; expected active"
+    ]
+
+
+def test_repair_urns_are_the_hosts_copies_and_install_and_restart_only_for_slots() -> None:
+    from ops import check
+
+    base = "urn:pulumi:local::sidekiq-fleet::sidekiq-fleet:service:SidekiqService$command:remote:"
+    resources = [
+        {"urn": f"{base}Command::web1-install", "type": "command:remote:Command"},
+        {"urn": f"{base}Command::web1-restart", "type": "command:remote:Command"},
+        {"urn": f"{base}Command::web1-uninstall", "type": "command:remote:Command"},
+        {"urn": f"{base}Command::web1-prepare", "type": "command:remote:Command"},
+        {"urn": f"{base}CopyToRemote::web1-copy-env", "type": "command:remote:CopyToRemote"},
+        {"urn": f"{base}CopyToRemote::web12-copy-env", "type": "command:remote:CopyToRemote"},
+        {"urn": f"{base}Command::web12-install", "type": "command:remote:Command"},
+        {"urn": "urn:pulumi:local::sidekiq-fleet::x:y:Z::web1-install", "type": "x:y:Z"},
+    ]
+    assert check.repair_urns(resources, "web1", slots_too=False) == [
+        f"{base}Command::web1-install",
+        f"{base}CopyToRemote::web1-copy-env",
+    ]
+    assert check.repair_urns(resources, "web1", slots_too=True) == [
+        f"{base}Command::web1-install",
+        f"{base}Command::web1-restart",
+        f"{base}CopyToRemote::web1-copy-env",
+    ]
+
+
+def test_report_prints_each_hosts_drift_under_its_line(fleet) -> None:
+    done = [
+        ssh.Result("web1", ok=True, exit_status=0),
+        ssh.Result("web-2", exit_status=0, error="drift: 2 difference(s)"),
+    ]
+    drift = {"web-2": ["/etc/x: missing", "process default: enabled slots none; expected exactly one"]}
+    out = io.StringIO()
+    assert cli.report(fleet, "check", done, 1.0, as_json=False, out=out, drift=drift) == 1
+    assert out.getvalue().splitlines() == [
+        "web1   ok       no drift",
+        "web-2  FAILED   drift: 2 difference(s)",
+        "         /etc/x: missing",
+        "         process default: enabled slots none; expected exactly one",
+        "check staging: 1 of 2 hosts ok; failed: web-2 (1.0 s)",
+    ]
+    out = io.StringIO()
+    cli.report(fleet, "check", done, 1.0, as_json=True, out=out, drift=drift)
+    hosts = json.loads(out.getvalue())["hosts"]
+    assert "drift" not in hosts[0] and hosts[1]["drift"] == drift["web-2"]
+
+
+def test_check_falls_back_to_the_stack_file_when_the_config_cannot_be_read(tmp_path, monkeypatch, capsys):
+    import argparse
+
+    from components.__main__ import load_stage
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no pulumi CLI here
+    args = argparse.Namespace(outputs=None, project=Path(cli.PROJECT_DIR))
+    stage = asyncio.run(cli._stage_to_check(args, "staging"))
+    assert stage == load_stage("staging")
+    err = capsys.readouterr().err
+    assert err.startswith("sidekiq-fleet: note: cannot run the Pulumi CLI (")
+    assert err.endswith("; encrypted values are not compared\n")
+    # With --outputs the engine is not asked at all.
+    args = argparse.Namespace(outputs=tmp_path / "outputs.json", project=Path(cli.PROJECT_DIR))
+    assert asyncio.run(cli._stage_to_check(args, "staging")) == load_stage("staging")
+    assert capsys.readouterr().err == ""

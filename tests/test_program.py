@@ -38,6 +38,11 @@ class Registration:
     replace_on_changes: list[str]
 
 
+def learned_key(host: str) -> str:
+    """A distinct ed25519 key per host, as the mocked prepare command reports it."""
+    return "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI" + host.replace("-", "")[:40].ljust(40, "A") + "="
+
+
 class Mocks(pulumi_mocks.Mocks):
     def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict]:
         state = dict(args.inputs)
@@ -51,6 +56,12 @@ class Mocks(pulumi_mocks.Mocks):
             }
         if args.typ == "aws:ec2/keyPair:KeyPair":
             state["keyName"] = args.name
+        if args.typ == "command:remote:Command" and args.name.endswith("-prepare"):
+            # What prepare_host prints on a host: its ed25519 key, then the ready line.
+            host = args.name.removesuffix("-prepare")
+            state["stdout"] = (
+                f"sidekiq-fleet: host key: {learned_key(host)}\nsidekiq-fleet: host {host} is ready\n"
+            )
         return f"{args.name}-id", state
 
     def call(self, args: pulumi_mocks.MockCallArgs) -> dict:
@@ -320,7 +331,8 @@ def test_stack_outputs_have_the_documented_shape(ec2_program: RecordingMonitor) 
         "address": "198.51.100.1",
         "port": 22.0,
         "sshUser": "admin",
-        "hostKey": None,
+        # Learnt by the first connection (prepare), trust on first use.
+        "hostKey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIexamplestagingsidekiq1AAAAAAAAAAAAAAAAAA=",
         "units": ["sidekiq.target", "sidekiq-default@.service"],
         "control": "/usr/local/sbin/sidekiqctl",
         "appVersion": "v1.2.3",
@@ -381,6 +393,8 @@ def test_existing_hosts_get_the_same_output_shape_and_pinned_keys() -> None:
         "privateDns": None,
     }
     assert set(hosts[1]) == set(hosts[0])
+    # A configured key is never replaced by what prepare printed.
+    assert hosts[1]["hostKey"] == EXISTING_STAGE["hosts"]["existing"][1]["hostKey"] != learned_key("web2")
     connection = connection_of(monitor.registrations["web2-prepare"])
     assert connection["hostKey"] == EXISTING_STAGE["hosts"]["existing"][1]["hostKey"]
     assert connection["port"] == 2222.0 and connection["user"] == "admin"

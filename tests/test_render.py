@@ -162,7 +162,8 @@ Cmnd_Alias SIDEKIQ_FLEET_SIDEKIQ = \\
     /usr/local/sbin/sidekiqctl start, \\
     /usr/local/sbin/sidekiqctl restart, \\
     /usr/local/sbin/sidekiqctl logs, \\
-    /usr/local/sbin/sidekiqctl follow
+    /usr/local/sbin/sidekiqctl follow, \\
+    /usr/local/sbin/sidekiqctl sums
 deploy ALL=(root) NOPASSWD: SIDEKIQ_FLEET_SIDEKIQ
 """
 
@@ -181,7 +182,7 @@ def test_sudoers_names_the_configured_user_and_unit(existing_values) -> None:
     commands = [line.strip().removesuffix(", \\") for line in rules[1:-1]]
     assert commands == [
         f"/usr/local/sbin/sidekiq-criticalctl {verb}"
-        for verb in ("status", "quiet", "stop", "start", "restart", "logs", "follow")
+        for verb in ("status", "quiet", "stop", "start", "restart", "logs", "follow", "sums")
     ]
 
 

@@ -689,13 +689,35 @@ def test_prepare_host_waits_for_cloud_init_and_creates_the_private_staging_dirs(
     host: FakeHost, staging: Stage
 ) -> None:
     host.on("cloud-init", "status --wait", "exit 2")  # finished with recoverable errors
+    host.seed("/etc/ssh/ssh_host_ed25519_key.pub", f"{HOST_ED25519} root@web1\n")
     run = host.run(scripts.prepare_host(staging, "web1"))
     assert run.returncode == 0, run.stderr
     assert run.calls[0] == "cloud-init status --wait"
     # The unit's own directory too: CopyToRemote would make it 0755 and the staged env file 0644.
     for directory in ("/var/lib/sidekiq-fleet/staging", STAGED):
         assert host.mode_owner(directory) == ("0o700", ADMIN_UID, ADMIN_UID), directory
-    assert run.stdout == "sidekiq-fleet: host web1 is ready\n"
+    # The host key, without its comment, for the stack outputs (trust on first use).
+    assert run.stdout == f"sidekiq-fleet: host key: {HOST_ED25519}\nsidekiq-fleet: host web1 is ready\n"
+    assert scripts.host_key_from(run.stdout) == HOST_ED25519
+
+
+HOST_ED25519 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHFRyfMJQgt0Y4TQt5156vbF2nZe1Ymd9V0dDD4+k30j"
+
+
+@pytest.mark.parametrize(
+    ("stdout", "key"),
+    [
+        (f"sidekiq-fleet: host key: {HOST_ED25519}\nready\n", HOST_ED25519),
+        ("sidekiq-fleet: host web1 is ready\n", None),
+        (f"note: sidekiq-fleet: host key: {HOST_ED25519}\n", None),
+        ("sidekiq-fleet: host key: ssh-rsa AAAAB3NzaC1yc2E=\n", None),
+        (f"sidekiq-fleet: host key: {HOST_ED25519} root@web1\n", None),
+        ("sidekiq-fleet: host key: ssh-ed25519 AAAA$(id)\n", None),
+        ("sidekiq-fleet: host key: ssh-ed25519 AAAA==\n", "ssh-ed25519 AAAA=="),
+    ],
+)
+def test_host_key_from_reads_only_the_labelled_ed25519_line(stdout: str, key: str | None) -> None:
+    assert scripts.host_key_from(stdout) == key
 
 
 def test_prepare_host_fails_when_cloud_init_failed(host: FakeHost, staging: Stage) -> None:
@@ -754,3 +776,82 @@ def test_wait_for_port_gives_up_with_the_address() -> None:
     )
     assert result.returncode == 1
     assert result.stderr == "sidekiq-fleet: 127.0.0.1:9 did not accept connections within 0 s\n"
+
+
+# --- sidekiq.authorizedKeys ------------------------------------------------------------------------
+
+AUTHORIZED = "/home/deploy/.ssh/authorized_keys"
+TEAM_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJec+JKN0+LG/KBxFYTAQ1mEBOapWbz9bRnU09VQJMAa capistrano"
+KEY_A = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHFRyfMJQgt0Y4TQt5156vbF2nZe1Ymd9V0dDD4+k30j alice@laptop"
+KEY_B = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBy2mPFFsFmtRq1+2n9mmqfzPyrwiHQ5CWcV/6bh3IcZ ci"
+BEGIN = "# BEGIN sidekiq-fleet sidekiq: sidekiq.authorizedKeys of pulumi up; edits here are overwritten"
+END = "# END sidekiq-fleet sidekiq"
+
+
+def keyed(existing_values, *keys: str) -> Stage:
+    existing_values["sidekiq"] = {"authorizedKeys": list(keys)}
+    return stage_from(existing_values)
+
+
+def test_install_adds_the_keys_block_as_the_user_and_keeps_the_teams_keys(
+    host: FakeHost, existing_values
+) -> None:
+    stage = keyed(existing_values, KEY_A, KEY_B)
+    staged(host, stage)
+    host.seed(AUTHORIZED, TEAM_KEY + "\n", 0o600)
+    run = host.run(scripts.install(stage, render_files(stage), "web1"))
+    assert run.returncode == 0, run.stderr
+    assert host.file(AUTHORIZED) == f"{TEAM_KEY}\n{BEGIN}\n{KEY_A}\n{KEY_B}\n{END}\n"
+    assert host.mode_owner(AUTHORIZED)[0] == "0o600"
+    assert f"{SAY}authorized keys of deploy: 2 key(s) of sidekiq.authorizedKeys" in run.stdout
+    # Written through runuser (the fake runs it in place), after every file was renamed into place.
+    (keys_call,) = [c for c in run.calls if c.startswith("runuser -u deploy -- bash -c ")]
+    assert run.calls.index(keys_call) > run.position(f"mv -f {TARGET_NEW} {TARGET}")
+    # Another install (each run starts from the seeded host): other keys replace the block only.
+    host.seed(AUTHORIZED, f"{TEAM_KEY}\n{BEGIN}\n{KEY_A}\n{END}\n# after\n", 0o600)
+    stage = keyed(existing_values, KEY_B)
+    run = host.run(scripts.install(stage, render_files(stage), "web1"))
+    assert host.file(AUTHORIZED) == f"{TEAM_KEY}\n# after\n{BEGIN}\n{KEY_B}\n{END}\n"
+    # The same keys change nothing.
+    host.seed(AUTHORIZED, f"{TEAM_KEY}\n{BEGIN}\n{KEY_B}\n{END}\n", 0o600)
+    renames = len([c for c in run.calls if c.startswith("mv -f /home/deploy/.ssh/")])
+    run = host.run(scripts.install(stage, render_files(stage), "web1"))
+    assert "authorized keys" not in run.stdout
+    # The fake's call log spans the runs: no new rename of the file.
+    assert len([c for c in run.calls if c.startswith("mv -f /home/deploy/.ssh/")]) == renames
+    # No keys configured any more: the block goes, the team's key stays.
+    stage = keyed(existing_values)
+    run = host.run(scripts.install(stage, render_files(stage), "web1"))
+    assert run.returncode == 0, run.stderr
+    assert host.file(AUTHORIZED) == f"{TEAM_KEY}\n"
+
+
+def test_install_without_keys_creates_no_authorized_keys(host: FakeHost, existing_values) -> None:
+    stage = keyed(existing_values)
+    staged(host, stage)
+    run = host.run(scripts.install(stage, render_files(stage), "web1"))
+    assert run.returncode == 0, run.stderr
+    assert host.file(AUTHORIZED) is None and host.file("/home/deploy/.ssh") is None
+
+
+def test_a_key_that_fails_ssh_keygen_installs_nothing(host: FakeHost, existing_values) -> None:
+    # Passes the config's check (the blob names its type) but is no valid ed25519 key.
+    broken = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAAQ=="
+    # After a good one: ssh-keygen -l on both at once would skip the bad line and exit 0.
+    stage = keyed(existing_values, KEY_A, broken)
+    staged(host, stage)
+    seed_old(host)
+    run = host.run(scripts.install(stage, render_files(stage), "web1"))
+    assert_nothing_installed(host, run, OLD_FILES)
+    assert run.stderr.startswith(
+        f"{SAY}FAILED: sidekiq-fleet:sidekiq.authorizedKeys[1]: ssh-keygen -l refused it, nothing installed: "
+    )
+    assert host.file(AUTHORIZED) is None
+
+
+def test_uninstall_removes_the_keys_block_only(host: FakeHost, existing_values) -> None:
+    stage = keyed(existing_values, KEY_A)
+    host.seed(AUTHORIZED, f"{TEAM_KEY}\n{BEGIN}\n{KEY_A}\n{END}\n# the team's note\n", 0o600)
+    run = host.run(scripts.uninstall(stage, render_files(stage), "web1"))
+    assert run.returncode == 0, run.stderr
+    assert host.file(AUTHORIZED) == f"{TEAM_KEY}\n# the team's note\n"

@@ -292,12 +292,14 @@ ALLOWED = [
     f"sudo -n {CONTROL} start",
     f"sudo -n {CONTROL} logs",
     f"sudo -n -l {CONTROL} follow",
+    f"sudo -n {CONTROL} sums",
 ]
 REFUSED = [
     # sudo matches the arguments exactly: no version, no second word, no internal verb.
     f"sudo -n {CONTROL} restart v9",
     f"sudo -n {CONTROL} status x",
     f"sudo -n {CONTROL} status ''",
+    f"sudo -n {CONTROL} sums /etc/shadow",
     f"sudo -n {CONTROL} drain default a",
     f"sudo -n {CONTROL} first-release",
     f"sudo -n {CONTROL}",

@@ -9,6 +9,7 @@ import pytest
 import localhosts
 from tests.e2e.conftest import PulumiProject, wait_until
 from tests.e2e.test_local_stage import APP, processed
+from tests.e2e.test_ops_verbs import fleet
 
 pytestmark = pytest.mark.e2e
 
@@ -65,6 +66,14 @@ def test_user_unit_deploys_restarts_and_uninstalls(project: PulumiProject, hosts
         "the old slot to drain and stop",
     )
     assert "Received TSTP" in journal
+
+    # The drift check as deploy, who runs the control script's `sums` itself (no sudo in user scope).
+    result = fleet(project, hosts, "check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    as_deploy(host, f"echo EXTRA=1 >> {ENV_FILE}")
+    result = fleet(project, hosts, "check")
+    assert result.returncode == 1
+    assert "    ~deploy/.config/sidekiq-fleet/sidekiq.env: sha256 " in result.stdout, result.stdout
 
     project.pulumi("destroy", "--yes")
     wait_until(lambda: host.exec(f"test -e {UNIT_FILE}").returncode != 0, 5, "the unit file to go")
