@@ -1,6 +1,7 @@
 """Show what each sandbox directive of an installed Sidekiq unit blocks, on a local host.
 
-    python bench/hardening_probe.py HOST [--unit sidekiq-default@a.service] [--scope system|user] [--user deploy]
+    python bench/hardening_probe.py HOST [--unit sidekiq-default@a.service] [--scope system|user]
+                                         [--user deploy]
 
 Runs the same attempts twice as the unit's user: once unconfined (runuser), once in a oneshot unit
 that copies the installed unit's [Service] sandbox lines, and prints a table. A directive is shown to
