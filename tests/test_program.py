@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import runpy
 import shlex
 from dataclasses import dataclass
@@ -253,8 +254,9 @@ def test_files_that_are_not_secret_travel_in_one_copy_of_a_directory(ec2_program
     triggers = set()
     for host in HOSTS:
         copy = ec2_program.registrations[f"{host}-copy-files"]
-        # Relative, with the slash that makes CopyToRemote copy the directory's files, not the directory.
-        assert copy.inputs["source"] == {SECRET_SIG: ARCHIVE_SIG, "path": ".state/staged/staging/"}
+        # Relative (pytest runs here, Pulumi in the project directory), with the slash that makes
+        # CopyToRemote copy the directory's files, not the directory.
+        assert copy.inputs["source"] == {SECRET_SIG: ARCHIVE_SIG, "path": f"{os.path.relpath(bundle)}/"}
         assert copy.inputs["remotePath"] == "/var/lib/sidekiq-fleet/staging/sidekiq"
         assert "triggers[*]" in copy.replace_on_changes
         triggers.add(tuple(copy.inputs["triggers"]))
