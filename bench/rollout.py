@@ -624,11 +624,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         root = Path(tmp)
         project = new_project(root, list(hosts), {})
         timeout = int(project.pulumi("config", "get", "--path", "sidekiq-fleet:sidekiq.timeout").output)
-        project.up()
-        bench = Bench(list(hosts), project, args.rate, args.job_seconds)
         long_job = timeout + 7
         # The old slot may drain the long job: give it room (not the point of the other trials).
+        # Set before the first up, so that with --noop-only the no-ops find nothing to change.
         project.config_set("rollout.drainTimeout", str(long_job + 30))
+        project.up()
+        bench = Bench(list(hosts), project, args.rate, args.job_seconds)
         rollout = project.pulumi("config", "get", "sidekiq-fleet:rollout").output.strip()
         settings = (
             f"3 hosts, {args.rate:g} jobs/s pushed on each, each job sleeping {args.job_seconds:g} s, "

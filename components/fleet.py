@@ -10,7 +10,7 @@ import pulumi
 from .config import Stage
 from .hosts import provision_hosts
 from .render import control_path, render_files, target_name, template_name
-from .service import SidekiqService
+from .service import BUNDLE_DIR, SidekiqService, write_bundle
 
 
 def batches(items: list[Any], size: int) -> list[list[Any]]:
@@ -26,6 +26,7 @@ def deploy_fleet(stage: Stage, project_dir: Path) -> dict[str, Any]:
     config = stage.config
     hosts = provision_hosts(f"{config.app}-{stage.name}", stage)
     files = render_files(stage, project_dir)
+    bundle = write_bundle(files, project_dir / BUNDLE_DIR / stage.name)
     assert config.ssh.private_key is not None, "resolve_files() reads ssh.privateKeyFile first"
     private_key = pulumi.Output.secret(config.ssh.private_key.get_secret_value())
 
@@ -33,7 +34,7 @@ def deploy_fleet(stage: Stage, project_dir: Path) -> dict[str, Any]:
     previous: list[pulumi.Resource] = []
     for batch in batches(hosts, config.rollout.batch_size):
         current = [
-            SidekiqService(host.name, stage, host, files, private_key, restart_after=previous)
+            SidekiqService(host.name, stage, host, files, bundle, private_key, restart_after=previous)
             for host in batch
         ]
         services += current

@@ -4,12 +4,18 @@ pulumi-command REPLACES a resource whose triggers change, creating the new one
 and then running the OLD one's ``delete``. So the copy, install and restart
 commands, which are triggered by content and version, have no ``delete``; the
 uninstall lives on its own resource that nothing ever replaces.
+
+Every resource costs a no-op ``pulumi up`` a Check and a Diff in the engine and
+the provider, so the files that are not secret travel in one copy per host.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import posixpath
 from collections.abc import Sequence
+from pathlib import Path
 
 import pulumi
 from pulumi_command import local, remote
@@ -19,10 +25,30 @@ from .config import Stage
 from .hosts import Host
 from .render import RenderedFile, files_digest
 
+# Where write_bundle() puts the files that are not secret, per stack, under the project's git-ignored
+# state directory.
+BUNDLE_DIR = Path(".state") / "staged"
 
-def copy_name(file: RenderedFile) -> str:
-    """Stable per file: a unit by its name, so that adding a process adds a copy and moves none."""
-    return f"unit-{file.path.rsplit('/', 1)[1]}" if file.role == "unit" else file.role
+
+def write_bundle(files: Sequence[RenderedFile], directory: Path) -> pulumi.FileArchive:
+    """Write the files that are not secret, and nothing else, into directory, for one copy per host.
+
+    CopyToRemote takes a text asset or a local path only, so one copy of many files needs a
+    directory. The secret env file never touches the local disk: it keeps its own copy.
+    """
+    public = {posixpath.basename(f.staged_path): f.content for f in files if not f.secret}
+    directory.mkdir(parents=True, exist_ok=True)
+    for path in directory.iterdir():
+        if path.name not in public:  # a removed process's unit must not be staged again
+            path.unlink()
+    for name, content in public.items():
+        path = directory / name
+        if not path.exists() or path.read_text() != content:
+            path.write_text(content)
+    # Relative (Pulumi runs the program in the project directory), so that the state does not change
+    # when the checkout moves. The trailing slash copies the files into the remote staging directory,
+    # not the directory itself.
+    return pulumi.FileArchive(os.path.relpath(directory) + "/")
 
 
 def _secret_if(value: str, secret: bool) -> pulumi.Input[str]:
@@ -30,7 +56,10 @@ def _secret_if(value: str, secret: bool) -> pulumi.Input[str]:
 
 
 class SidekiqService(pulumi.ComponentResource):
-    """Push, validate and install the files, then (re)start Sidekiq gracefully."""
+    """Push, validate and install the files, then (re)start Sidekiq gracefully.
+
+    ``bundle`` holds the files that are not secret (write_bundle()); the secret ones are copied one by one.
+    """
 
     restart: remote.Command
 
@@ -40,6 +69,7 @@ class SidekiqService(pulumi.ComponentResource):
         stage: Stage,
         host: Host,
         files: Sequence[RenderedFile],
+        bundle: pulumi.Archive,
         private_key: pulumi.Input[str],
         restart_after: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
@@ -77,23 +107,29 @@ class SidekiqService(pulumi.ComponentResource):
             logging=logged,
             opts=child(depends_on=[port_open]),
         )
+        public = [file for file in files if not file.secret]
+        (staging,) = {posixpath.dirname(file.staged_path) for file in public}
         copies = [
             remote.CopyToRemote(
-                f"{name}-copy-{copy_name(file)}",
+                f"{name}-copy-files",
                 connection=connection,
-                source=(
-                    pulumi.Output.secret(file.content).apply(pulumi.StringAsset)
-                    if file.secret
-                    else pulumi.StringAsset(file.content)
-                ),
-                remote_path=file.staged_path,
-                triggers=[_secret_if(hashlib.sha256(file.content.encode()).hexdigest(), file.secret)],
-                opts=child(
-                    depends_on=[prepare],
-                    additional_secret_outputs=["source"] if file.secret else None,
-                ),
-            )
-            for file in files
+                source=bundle,
+                remote_path=staging,
+                triggers=[files_digest(public)],
+                opts=child(depends_on=[prepare]),
+            ),
+            *(
+                remote.CopyToRemote(
+                    f"{name}-copy-{file.role}",
+                    connection=connection,
+                    source=pulumi.Output.secret(file.content).apply(pulumi.StringAsset),
+                    remote_path=file.staged_path,
+                    triggers=[pulumi.Output.secret(hashlib.sha256(file.content.encode()).hexdigest())],
+                    opts=child(depends_on=[prepare], additional_secret_outputs=["source"]),
+                )
+                for file in files
+                if file.secret
+            ),
         ]
         digest = _secret_if(files_digest(files), has_secrets)
         keys = stage.config.sidekiq.authorized_keys

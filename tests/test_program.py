@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import runpy
 import shlex
 from dataclasses import dataclass
@@ -163,16 +164,17 @@ def restart_of(monitor: RecordingMonitor, host: str) -> Registration:
 
 
 HOSTS = [f"example-staging-sidekiq-{i}" for i in (1, 2, 3)]
-# One copy per rendered file; a unit's by its name, so that adding a process moves no other copy.
-COPIES = [
-    "unit-sidekiq.target",
-    "unit-sidekiq-default@.service",
-    "unit-sidekiq-first-release.path",
-    "unit-sidekiq-first-release.service",
-    "control",
-    "sudoers",
-    "env",
-]
+# One copy of every file that is not secret, and the secret env file on its own.
+COPIES = ["files", "env"]
+ARCHIVE_SIG = "0def7320c3a5731c473e5ecbe6d01bc7"
+PUBLIC_FILES = {
+    "sidekiq.target",
+    "sidekiq-default@.service",
+    "sidekiq-first-release.path",
+    "sidekiq-first-release.service",
+    "sidekiqctl",
+    "sidekiq-fleet-sidekiq",
+}
 
 
 @pytest.fixture
@@ -253,6 +255,51 @@ def test_restart_depends_on_install_and_install_on_every_copy(ec2_program: Recor
         assert regs[f"{host}-port-open"].urn in regs[f"{host}-prepare"].dependencies
 
 
+def test_files_that_are_not_secret_travel_in_one_copy_of_a_directory(ec2_program: RecordingMonitor) -> None:
+    bundle = PROJECT_DIR / ".state" / "staged" / "staging"
+    on_disk = {path.name: path.read_text() for path in bundle.iterdir()}
+    assert set(on_disk) == PUBLIC_FILES
+    assert "User=deploy" in on_disk["sidekiq-default@.service"]
+    assert on_disk["sidekiqctl"].startswith("#!/bin/bash")
+    assert not any("s3cr3t-env-value" in content for content in on_disk.values())
+    triggers = set()
+    for host in HOSTS:
+        copy = ec2_program.registrations[f"{host}-copy-files"]
+        # Relative (pytest runs here, Pulumi in the project directory), with the slash that makes
+        # CopyToRemote copy the directory's files, not the directory.
+        assert copy.inputs["source"] == {SECRET_SIG: ARCHIVE_SIG, "path": f"{os.path.relpath(bundle)}/"}
+        assert copy.inputs["remotePath"] == "/var/lib/sidekiq-fleet/staging/sidekiq"
+        assert "triggers[*]" in copy.replace_on_changes
+        triggers.add(tuple(copy.inputs["triggers"]))
+        env = ec2_program.registrations[f"{host}-copy-env"]
+        assert env.inputs["remotePath"] == "/var/lib/sidekiq-fleet/staging/sidekiq/sidekiq.env"
+    (digest,) = triggers
+    assert len(digest) == 1 and len(digest[0]) == 64
+
+
+def test_the_copy_of_the_files_is_triggered_by_their_content_only() -> None:
+    """A new process adds a unit to the directory; a version bump changes no file."""
+
+    def copy_triggers(processes: list[dict[str, str]] | None, version: str = "v1.2.3") -> list:
+        values = ec2_values(count=1)
+        values["appVersion"] = version
+        if processes is not None:
+            values["sidekiq"] = {"processes": processes}
+        monitor = configure("staging", values, secret_keys=("ssh",))
+        run_program(monitor)
+        return monitor.registrations[f"{HOSTS[0]}-copy-files"].inputs["triggers"]
+
+    base = copy_triggers(None)
+    assert copy_triggers(None, version="v1.2.4") == base
+    assert copy_triggers([{"name": "default"}, {"name": "low"}]) != base
+    staged = {path.name for path in (PROJECT_DIR / ".state" / "staged" / "staging").iterdir()}
+    assert staged == PUBLIC_FILES | {"sidekiq-low@.service"}
+    # Dropping the process drops its unit from the directory, so no host gets it staged again.
+    assert copy_triggers(None) == base
+    staged = {path.name for path in (PROJECT_DIR / ".state" / "staged" / "staging").iterdir()}
+    assert staged == PUBLIC_FILES
+
+
 @pytest.mark.parametrize(
     ("batch_size", "expected_waits"),
     [
@@ -294,8 +341,8 @@ def connection_of(reg: Registration) -> dict[str, Any]:
 
 def test_secrets_stay_secret(ec2_program: RecordingMonitor) -> None:
     remote = [r for r in ec2_program.registrations.values() if r.type.startswith("command:remote:")]
-    # prepare, seven copies, install, restart and uninstall on each of the 3 hosts
-    assert len(remote) == 33
+    # prepare, two copies, install, restart and uninstall on each of the 3 hosts
+    assert len(remote) == 18
     for reg in remote:
         connection = reg.inputs["connection"]
         assert is_secret(connection) or is_secret(connection["privateKey"]), reg.name
@@ -358,8 +405,8 @@ def test_ssh_goes_to_the_configured_instance_address(ssh_address: str, prefix: s
             "install",
             "restart",
             "uninstall",
-            "copy-unit-sidekiq.target",
-            "copy-control",
+            "copy-files",
+            "copy-env",
         ):
             assert connection_of(monitor.registrations[f"{host}-{step}"])["host"] == address, step
         port_open = monitor.registrations[f"{host}-port-open"].inputs["create"]
