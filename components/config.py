@@ -322,11 +322,11 @@ def _check_authorized_key(value: str) -> str:
     if words[0] not in AUTHORIZED_KEY_TYPES:
         raise ValueError(f"{shown!r} starts with {words[0]!r}, not a key type such as ssh-ed25519")
     try:
-        blob = base64.b64decode(words[1] if len(words) > 1 else "", validate=True)
-    except (binascii.Error, ValueError):
-        blob = b""
-    length = int.from_bytes(blob[:4], "big")
-    if blob[4 : 4 + length].decode("ascii", "replace") != words[0]:
+        blob = base64.b64decode(words[1], validate=True)
+    except (IndexError, binascii.Error, ValueError):
+        blob = b""  # pragma: no mutate - any blob under 5 bytes holds no type: the same refusal
+    length = int.from_bytes(blob[:4])  # big-endian, as SSH encodes lengths
+    if blob[4 : 4 + length] != words[0].encode():
         raise ValueError(f"{shown!r} has no {words[0]} key data after its type")
     return " ".join(words)
 
@@ -704,12 +704,12 @@ def values_from_config(config: Mapping[str, Any], project: str = NAMESPACE) -> d
     }
 
 
-def values_from_pulumi(project: str = NAMESPACE) -> dict[str, Any]:
-    """Every config value of the project's namespace from the running Pulumi program."""
+def values_from_pulumi() -> dict[str, Any]:
+    """Every config value of this project's namespace from the running Pulumi program."""
     from pulumi.runtime import config as runtime_config
 
     keys = {*runtime_config.CONFIG.get(), *runtime_config.get_config_env()}
-    return values_from_config({key: runtime_config.get_config(key) for key in keys}, project)
+    return values_from_config({key: runtime_config.get_config(key) for key in keys})
 
 
 def values_from_stack_file(path: Path, project: str = NAMESPACE) -> dict[str, Any]:

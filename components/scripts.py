@@ -145,7 +145,9 @@ def _verify_units(files: Sequence[RenderedFile], copies: Sequence[str], control:
     first-release service runs the control script, which is not installed yet: its copy
     points at the staged control script instead, which passed bash -n.
     """
-    units = [(f, c) for f, c in zip(files, copies, strict=True) if f.role == "unit"]
+    units = [
+        (f, c) for f, c in zip(files, copies, strict=True) if f.role == "unit"
+    ]  # pragma: no mutate - same lengths  # noqa: E501
     names = [f.path.rsplit("/", 1)[1] for f, _ in units]
     # Warnings name the unit file or, for a template, its @i instance.
     mentions = sorted({*names, *(n.replace("@.", "@i.") for n in names if "@." in n)})
@@ -281,8 +283,9 @@ def install(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
             f'printf "%s\\n" {q(key)} >"$work/key"; ssh-keygen -l -f "$work/key" >/dev/null '
             f'2>"$work/keygen.err" || die {q(problem)}": $(cat "$work/keygen.err")"'
         )
-    listed = " ".join(q(key) for key in keys)
-    body.append(f'printf "%s\\n" {listed} >"$work/authorized_keys"' if keys else ': >"$work/authorized_keys"')
+    # One "%s" per argument, each key with its newline: no key at all writes an empty file.
+    listed = " ".join(q(key + "\n") for key in keys)
+    body.append(f'printf "%s" {listed} >"$work/authorized_keys"')
     body += ["unit_changed=0", "changed=0"]
     for index, (file, name, copy) in enumerate(
         zip(files, names, copies, strict=True)  # pragma: no mutate - same lengths
@@ -366,7 +369,7 @@ def uninstall(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
         body.append('systemctl start "user@$uid.service"  # its manager must run to stop the units')
     body += [
         f"dir={_resolve(unit_dir(stage))}",
-        "units=()",
+        "units=()",  # pragma: no mutate - bash 5 takes an unset array as empty
         'for file in "$dir"/*; do',
         f'  [ -f "$file" ] && grep -q -x -F -e {q(group_marker(stage))} "$file" || continue',
         '  units+=("${file##*/}")',
@@ -410,7 +413,7 @@ def uninstall(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
     # The keys block goes; the user's other keys stay.
     remove_keys = _write_keys(stage, "/dev/null")
     body.append(f"if getent passwd {q(sidekiq.user)} >/dev/null; then {remove_keys} >/dev/null; fi")
-    paths = {f.path for f in files if f.role != "unit"} | set(_stale_paths(stage, set()))
+    paths = {f.path for f in files} | set(_stale_paths(stage, set()))
     for path in sorted(paths):
         body.append(f"rm -f {_resolve(path)}")
     body += [

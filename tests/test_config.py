@@ -1489,6 +1489,24 @@ def test_a_bad_authorized_key_is_named_with_the_expected_form(existing_values, k
     assert problem.endswith(EXPECTED_KEYS)
 
 
+def test_a_bad_authorized_key_is_shown_whole_up_to_40_characters(existing_values) -> None:
+    for key, shown in [
+        ("ssh-ed25519 " + "A" * 28, "ssh-ed25519 " + "A" * 28),
+        ("ssh-ed25519 " + "A" * 29, "ssh-ed25519 " + "A" * 25 + "..."),
+    ]:
+        existing_values["sidekiq"] = {"authorizedKeys": [key]}
+        (problem,) = problems_of(existing_values)
+        assert f"{shown!r} has no ssh-ed25519 key data after its type" in problem, problem
+
+
+def test_an_authorized_key_with_characters_outside_base64_is_refused(existing_values) -> None:
+    # A lax decoder would skip the "*" and accept the key.
+    key = ED25519.replace("AAAAIHF", "AAAA*IHF")
+    existing_values["sidekiq"] = {"authorizedKeys": [key]}
+    (problem,) = problems_of(existing_values)
+    assert "has no ssh-ed25519 key data after its type" in problem
+
+
 def test_authorized_keys_accept_every_openssh_type(existing_values) -> None:
     import base64
 

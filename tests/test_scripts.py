@@ -621,6 +621,20 @@ def test_uninstall_with_nothing_of_the_group_left_stops_nothing(host: FakeHost, 
     assert run.stdout == f"{SAY}uninstalled\n"
 
 
+def test_uninstall_removes_the_staging_and_state_directories_once_empty(
+    host: FakeHost, staging: Stage
+) -> None:
+    host.seed("/var/lib/sidekiq-fleet/staging/sidekiq/sidekiq-default@.service", "staged\n")
+    run = host.run(scripts.uninstall(staging, render_files(staging), "web1"))
+    assert run.returncode == 0, run.stderr
+    for path in [
+        "/var/lib/sidekiq-fleet/staging/sidekiq",
+        "/var/lib/sidekiq-fleet/staging",
+        "/var/lib/sidekiq-fleet",
+    ]:
+        assert host.removed(path), path
+
+
 def test_a_legacy_unit_that_is_not_ours_is_left_alone(host: FakeHost, staging: Stage) -> None:
     installed(host, staging, extra={"/etc/systemd/system/sidekiq.service": "[Service]\nExecStart=/bin/x\n"})
     host.on("systemctl", "is-active *", "exit 3")
