@@ -109,6 +109,10 @@ class SidekiqService(pulumi.ComponentResource):
         )
         public = [file for file in files if not file.secret]
         (staging,) = {posixpath.dirname(file.staged_path) for file in public}
+        # CopyToRemote's update copies only when the source changed: a host replaced behind the same
+        # name (a new key or address) would keep an empty staging directory. A new connection
+        # replaces the copy instead, which copies.
+        recopy = ["connection"]
         copies = [
             remote.CopyToRemote(
                 f"{name}-copy-files",
@@ -116,7 +120,7 @@ class SidekiqService(pulumi.ComponentResource):
                 source=bundle,
                 remote_path=staging,
                 triggers=[files_digest(public)],
-                opts=child(depends_on=[prepare]),
+                opts=child(depends_on=[prepare], replace_on_changes=recopy),
             ),
             *(
                 remote.CopyToRemote(
@@ -125,7 +129,9 @@ class SidekiqService(pulumi.ComponentResource):
                     source=pulumi.Output.secret(file.content).apply(pulumi.StringAsset),
                     remote_path=file.staged_path,
                     triggers=[pulumi.Output.secret(hashlib.sha256(file.content.encode()).hexdigest())],
-                    opts=child(depends_on=[prepare], additional_secret_outputs=["source"]),
+                    opts=child(
+                        depends_on=[prepare], additional_secret_outputs=["source"], replace_on_changes=recopy
+                    ),
                 )
                 for file in files
                 if file.secret
