@@ -145,9 +145,8 @@ def _verify_units(files: Sequence[RenderedFile], copies: Sequence[str], control:
     first-release service runs the control script, which is not installed yet: its copy
     points at the staged control script instead, which passed bash -n.
     """
-    units = [
-        (f, c) for f, c in zip(files, copies, strict=True) if f.role == "unit"
-    ]  # pragma: no mutate - same lengths  # noqa: E501
+    pairs = zip(files, copies, strict=True)  # pragma: no mutate - same lengths
+    units = [(f, c) for f, c in pairs if f.role == "unit"]
     names = [f.path.rsplit("/", 1)[1] for f, _ in units]
     # Warnings name the unit file or, for a template, its @i instance.
     mentions = sorted({*names, *(n.replace("@.", "@i.") for n in names if "@." in n)})
