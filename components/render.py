@@ -297,7 +297,7 @@ def render_control(stage: Stage) -> str:
             ],
             strategy=rollout.strategy,
             memory_margin=rollout.memory_margin,
-            quiet_first="yes" if rollout.quiet_first else "no",
+            quiet_first=rollout.quiet_first,
             max_busy_wait=rollout.max_busy_wait,
             timeout=sidekiq.timeout,
             restart_sec=sidekiq.restart_sec,
