@@ -3,12 +3,6 @@
 
 PROJECT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export SIDEKIQ_FLEET_CACHE=${SIDEKIQ_FLEET_CACHE:-/var/cache/sidekiq-fleet}
-# Upstream source archives of the Pulumi plugins the module proxy refuses (toolchain/ensure);
-# a build input kept beside the project, never inside it.
-if [[ -z ${SIDEKIQ_FLEET_VENDOR_DIR:-} && -d $PROJECT_DIR/../shared/vendor ]]; then
-  SIDEKIQ_FLEET_VENDOR_DIR=$(cd "$PROJECT_DIR/../shared/vendor" && pwd)
-  export SIDEKIQ_FLEET_VENDOR_DIR
-fi
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 

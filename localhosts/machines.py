@@ -317,7 +317,7 @@ def _up_locked(n: int, rootfs: Path, timeout: float, allow_degraded: bool, log: 
         "format": state.FORMAT,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "template": str(rootfs),
-        "private_key": str(config.key_path()),
+        "private_key": str(runtime / "id_ed25519"),
         "known_hosts": str(runtime / "known_hosts"),
         "hosts": [],
     }
@@ -354,6 +354,11 @@ def _up_locked(n: int, rootfs: Path, timeout: float, allow_degraded: bool, log: 
         _prepare(rec, rootfs, log)
         state.save(data)
     (runtime / "known_hosts").write_text("".join(f"{r['address']} {r['host_key']}\n" for r in data["hosts"]))
+    # Beside known_hosts, so a stage file names the same paths whatever the cache root is.
+    key_copy = runtime / "id_ed25519"
+    key_copy.unlink(missing_ok=True)
+    key_copy.touch(mode=0o600)
+    key_copy.write_bytes(config.key_path().read_bytes())
     for rec in data["hosts"]:
         _launch(rec, data, log)
     _wait_ready(data, data["hosts"], timeout, allow_degraded, log)
@@ -614,6 +619,7 @@ def _down_locked(log: Log) -> None:
         raise RuntimeError("down left things behind; fix and run it again:\n  " + "\n  ".join(errors))
     state.delete()
     (config.runtime_root() / "known_hosts").unlink(missing_ok=True)
+    (config.runtime_root() / "id_ed25519").unlink(missing_ok=True)
     if recs:
         log(f"stopped and removed {', '.join(r['name'] for r in recs)}")
 

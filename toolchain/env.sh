@@ -4,8 +4,10 @@
 #     source toolchain/env.sh
 #
 # It runs toolchain/ensure (which builds the toolchain on first use and registers the command
-# provider in Pulumi's plugin cache; see its --help) and sets:
-#   PATH                 the ensured bin dir first
+# provider in a plugin cache; see its --help) and sets:
+#   PATH                 the toolchain's directories first (none when everything is installed)
+#   PULUMI_HOME          only when ensure chose the project's own plugin home (PULUMI_HOME unset and
+#                        no upstream command plugin in ~/.pulumi): <cache>/pulumi-home
 #   PULUMI_BACKEND_URL   ${SIDEKIQ_FLEET_BACKEND_URL:-file://<project>/.state/pulumi-backend}
 #                        (.state/ is the project's git-ignored state dir)
 #   PULUMI_SKIP_UPDATE_CHECK=true, PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true (nothing can
@@ -14,27 +16,32 @@
 #                        the fixed value "sidekiq-fleet-local-only". That passphrase is PUBLIC (it
 #                        is in this file): it only keeps the passphrase secrets provider working for
 #                        local, throw-away stacks. Set your own before sourcing for anything real.
-#   SIDEKIQ_FLEET_TOOLCHAIN_BIN  the bin dir.
-# PULUMI_HOME is left as it is (Pulumi's default is ~/.pulumi), so an official install's plugins
-# are found and the command provider is registered where `pulumi plugin install` puts it.
+#   SIDEKIQ_FLEET_TOOLCHAIN_PATH  the directories put on PATH.
 #
 # Returns non-zero (without exiting the shell) if the toolchain cannot be ensured.
 
 _sidekiq_fleet_env() {
-	local here root out bin
+	local here root out line dirs="" home=""
 	here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd) || return 1
 	root=$(dirname "$here")
 	out=$("$here/ensure") || {
 		echo "toolchain/env.sh: toolchain/ensure failed; environment not changed" >&2
 		return 1
 	}
-	bin=${out##*$'\n'}
-	case ":$PATH:" in
-	":$bin:"*) ;;
-	*) PATH="$bin:$PATH" ;;
-	esac
+	while IFS= read -r line; do
+		case $line in
+		SIDEKIQ_FLEET_TOOLCHAIN_PATH=*) dirs=${line#*=} ;;
+		PULUMI_HOME=*) home=${line#*=} ;;
+		esac
+	done <<<"$out"
+	if [[ -n $dirs && ":$PATH:" != ":$dirs:"* ]]; then
+		PATH="$dirs:$PATH"
+	fi
 	export PATH
-	export SIDEKIQ_FLEET_TOOLCHAIN_BIN=$bin
+	export SIDEKIQ_FLEET_TOOLCHAIN_PATH=$dirs
+	if [[ -n $home ]]; then
+		export PULUMI_HOME=$home
+	fi
 	export PULUMI_BACKEND_URL=${SIDEKIQ_FLEET_BACKEND_URL:-file://$root/.state/pulumi-backend}
 	export PULUMI_SKIP_UPDATE_CHECK=true
 	export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true

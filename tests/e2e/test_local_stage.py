@@ -8,8 +8,11 @@ privilege, a failed release, secrets, destroy. Every check reads the hosts thems
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import shutil
+import subprocess
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -22,6 +25,8 @@ import localhosts
 from tests.e2e.conftest import PulumiProject, wait_until
 
 pytestmark = pytest.mark.e2e
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 GROUP = "sidekiq"
 TARGET = "sidekiq.target"
@@ -390,10 +395,26 @@ def test_secrets_never_reach_the_output_or_the_state(project: PulumiProject, hos
         assert modes[:2] == ["root 600", "admin 700"], host.name
 
 
-def test_the_engine_ran_the_installed_command_plugin(project: PulumiProject) -> None:
-    """The real pulumi-resource-command 1.2.1 from the plugin cache, not some binary on PATH."""
+def test_the_engine_ran_the_command_plugin_the_toolchain_chose(project: PulumiProject) -> None:
+    """command 1.2.1 from the plugin cache toolchain/ensure chose and said it chose; nothing from PATH.
+
+    Ours carries a marker with the hash of its source, so it can never pass for Pulumi's plugin.
+    """
+    ensure = subprocess.run(
+        [str(PROJECT_DIR / "toolchain" / "ensure")], capture_output=True, text=True, check=True, timeout=600
+    )
+    (said,) = [line for line in ensure.stderr.splitlines() if "pulumi-resource-command:" in line]
+    plugin_dir = Path(os.environ.get("PULUMI_HOME") or Path.home() / ".pulumi") / "plugins"
+    plugin_dir /= "resource-command-v1.2.1"
+    own = re.search(r"our own implementation \(toolchain/command-provider, source ([0-9a-f]{12})\)", said)
+    if own:
+        assert (plugin_dir / ".sidekiq-fleet-own").read_text().strip() == own.group(1)
+        assert str(plugin_dir.parent) in said
+    else:
+        assert not (plugin_dir / ".sidekiq-fleet-own").exists(), said
     plugins = json.loads(project.pulumi("plugin", "ls", "--json").output)
     assert {(p["kind"], p["name"], p["version"]) for p in plugins} >= {("resource", "command", "1.2.1")}
+    assert shutil.which("pulumi-resource-command") is None
     ups = [run for run in project.runs if run.args[1] == "up"]
     assert ups, "no `pulumi up` ran before this test"
     for run in ups:
