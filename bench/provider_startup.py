@@ -34,7 +34,8 @@ from pulumi.runtime.proto import provider_pb2_grpc
 
 async def main():
     server = grpc.aio.server()
-    provider_pb2_grpc.add_ResourceProviderServicer_to_server(provider_pb2_grpc.ResourceProviderServicer(), server)
+    servicer = provider_pb2_grpc.ResourceProviderServicer()
+    provider_pb2_grpc.add_ResourceProviderServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     print(port, flush=True)
@@ -69,7 +70,9 @@ def spread(values: list[float]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--provider", type=Path, default=None, help="our provider binary")
     parser.add_argument("--upstream", type=Path, default=None, help="an installed upstream plugin, if any")
