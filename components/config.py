@@ -45,7 +45,8 @@ DEFAULT_AMI_USERS = {DEBIAN_AMI_OWNER: "admin", "099720109477": "ubuntu"}
 SAFE_PATH = r"^/[A-Za-z0-9._/@+-]*$"
 SAFE_WORD = r"^[A-Za-z0-9._/@:+=-]+$"
 POSIX_NAME = r"^[a-z_][a-z0-9_-]{0,31}$"
-UNIT_NAME = r"^[A-Za-z0-9_-]{1,64}$"
+# A letter or digit first: a leading "-" would be an option to root's systemctl.
+UNIT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 APP_VERSION = r"^[A-Za-z0-9][A-Za-z0-9._+/-]{0,127}$"
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 PROCESS_NAME = r"^[a-z0-9][a-z0-9-]{0,31}$"
@@ -379,7 +380,9 @@ class Sidekiq(_Model):
     watchdog_sec: int = Field(10, ge=0, le=3600, description="seconds, 0 disables the watchdog")
     restart_sec: int = Field(1, ge=0, le=3600, description="seconds, 0 to 3600")
     unit_name: str = Field(
-        "sidekiq", pattern=UNIT_NAME, description="letters, digits, - and _ such as sidekiq"
+        "sidekiq",
+        pattern=UNIT_NAME,
+        description="a letter or digit, then letters, digits, - and _ such as sidekiq",
     )
     scope: Literal["system", "user"] = Field("system", description="system or user")
     unit_template: str | None = Field(

@@ -8,6 +8,7 @@ the connect timeout while the others carry on; at most `parallel` connections ar
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -90,12 +91,26 @@ def _describe(error: BaseException, target: Target, options: Options) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+# C0 and C1 control characters but tab and newline, and DEL.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """Text from a host with its control characters (but tab and newline) written out as \\xNN.
+
+    deploy controls what a host prints (its login files, its jobs' log lines): raw, an escape sequence
+    would reach the operator's terminal (OSC 52 writes the clipboard).
+    """
+    return _CONTROL_CHARACTERS.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+
+
 async def _read_lines(
     stream: asyncssh.SSHReader[str], name: str, kind: str, sink: list[str], on_line: LineHandler | None
 ) -> None:
-    async for line in stream:
-        if not line:  # asyncssh yields "" at the end of the stream
+    async for raw in stream:
+        if not raw:  # asyncssh yields "" at the end of the stream
             break
+        line = printable(raw)
         sink.append(line)
         if on_line is not None:
             on_line(name, kind, line.rstrip("\n"))
@@ -119,7 +134,8 @@ async def run_command(
             config=[],
             x509_trusted_certs=None,
         ) as connection:
-            process = await connection.create_process(command)
+            # Bytes that are not UTF-8 are written out as \xNN too, rather than failing the host.
+            process = await connection.create_process(command, errors="backslashreplace")
             stdout: list[str] = []
             stderr: list[str] = []
             await asyncio.gather(
@@ -134,7 +150,9 @@ async def run_command(
             last = result.stderr.strip().splitlines()[-1:] or [f"signal {completed.exit_signal}"]
             result.error = f"exit status {result.exit_status}: {last[0]}"
     except (OSError, asyncssh.Error, ValueError) as error:
-        result.error = str(error) if isinstance(error, ValueError) else _describe(error, target, options)
+        result.error = printable(
+            str(error) if isinstance(error, ValueError) else _describe(error, target, options)
+        )
     result.seconds = time.monotonic() - started
     return result
 

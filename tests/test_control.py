@@ -181,6 +181,19 @@ def test_a_changing_verb_takes_the_lock_before_touching_systemd(host, existing_v
     assert run.calls.index("flock -w 135 9") < min(run.calls.index(c) for c in run.ran("systemctl"))
 
 
+def test_the_system_lock_is_in_a_directory_only_root_can_open(host, existing_values) -> None:
+    """flock works on a read-only descriptor: a lock file deploy could open, deploy could hold."""
+    serving_a(host)
+    script = host.root / "sidekiqctl"
+    script.write_text(render_control(stage_from(stage_values(existing_values))))
+    run = host.run(
+        f"SIDEKIQ_FLEET_HOST=web1 bash {script} restart >/dev/null; "
+        "/usr/bin/stat -c '%a %U %F' /run/sidekiq-fleet /run/sidekiq-fleet/sidekiq.lock"
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == ["700 root directory", "644 root regular empty file"]
+
+
 def test_a_held_lock_stops_every_changing_verb_before_it_does_anything(host, existing_values) -> None:
     host.on("flock", "*", "exit 1")
     script = host.root / "sidekiqctl"
@@ -191,7 +204,7 @@ def test_a_held_lock_stops_every_changing_verb_before_it_does_anything(host, exi
         "\n".join(f"SIDEKIQ_FLEET_HOST=web1 bash {script} {verb} && echo 0 || echo $?" for verb in verbs)
     )
     assert run.stdout.splitlines() == ["1"] * len(verbs)
-    lock = "/run/sidekiq-fleet-sidekiq.lock"
+    lock = "/run/sidekiq-fleet/sidekiq.lock"
     failure = f"{SAY}FAILED: another run of sidekiqctl held {lock} for 135 s; nothing done\n"
     assert run.stderr == failure * len(verbs)
     assert run.ran("flock") == ["flock -w 135 9"] * len(verbs)

@@ -718,3 +718,18 @@ def test_check_falls_back_to_the_stack_file_when_the_config_cannot_be_read(tmp_p
     args = argparse.Namespace(outputs=tmp_path / "outputs.json", project=Path(cli.PROJECT_DIR))
     assert asyncio.run(cli._stage_to_check(args, "staging")) == load_stage("staging")
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    ("from_host", "shown"),
+    [
+        ("plain text, é and 日本\ttab\n", "plain text, é and 日本\ttab\n"),
+        ("\x1b]52;c;cHduZWQ=\x07", "\\x1b]52;c;cHduZWQ=\\x07"),  # OSC 52: writes the clipboard
+        ("\x9b31mred", "\\x9b31mred"),  # C1 CSI
+        ("over\rwrite", "over\\x0dwrite"),
+        ("\x00\x08\x0b\x0c\x1f\x7f\x80\x9f", "\\x00\\x08\\x0b\\x0c\\x1f\\x7f\\x80\\x9f"),
+        ("\x20\xa0", "\x20\xa0"),  # the first printable characters either side
+    ],
+)
+def test_text_from_a_host_reaches_the_terminal_without_control_characters(from_host, shown):
+    assert ssh.printable(from_host) == shown

@@ -340,6 +340,58 @@ def test_deploy_user_gets_exactly_the_service_verbs(hosts: localhosts.Fleet) -> 
     assert is_active(host) and host.exec("systemctl is-active --quiet ssh.service").returncode == 0
 
 
+def test_the_control_script_ignores_deploys_path_where_sudoers_has_no_secure_path(
+    hosts: localhosts.Fleet,
+) -> None:
+    """Issue 15, hole 3: without secure_path sudo hands root deploy's PATH; the script sets its own.
+
+    The positive control runs the installed script less its PATH line as root with deploy's PATH:
+    deploy's fake systemctl then runs as root.
+    """
+    host = hosts[1]
+    fake_dir, witness = "/home/deploy/bin-attack", "/var/tmp/fake-systemctl-ran-as"
+    sh(host, "cp -a /etc/sudoers /root/sudoers.orig && sed -i '/secure_path/d' /etc/sudoers && visudo -c -q")
+    try:
+        sh(
+            host,
+            f"mkdir -p {fake_dir} && printf '#!/bin/sh\\nid -un > {witness}\\n' > {fake_dir}/systemctl"
+            f" && chmod 755 {fake_dir}/systemctl",
+            user="deploy",
+        )
+        result = host.exec(f"PATH={fake_dir}:/usr/bin:/bin sudo {CONTROL} status", user="deploy")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "default" in result.stdout and "active" in result.stdout, result.stdout
+        assert host.exec(f"test -e {witness}").returncode != 0, "deploy's systemctl ran"
+
+        sh(host, f"grep -v '^PATH=' {CONTROL} > /root/ctl-without-own-path")
+        host.exec(f"PATH={fake_dir}:/usr/bin:/bin bash /root/ctl-without-own-path status")
+        assert sh(host, f"cat {witness}").strip() == "root", "the control did not show the attack"
+    finally:
+        sh(host, "mv -f /root/sudoers.orig /etc/sudoers && rm -f /root/ctl-without-own-path")
+        sh(host, f"rm -rf {fake_dir} {witness}")
+
+
+def test_deploy_cannot_hold_the_control_lock(hosts: localhosts.Fleet) -> None:
+    """Issue 15, hole 2: a lock deploy could open, deploy could flock, and every restart would wait.
+
+    The positive control shows the attack on a 0644 file in /run, where the lock used to be.
+    """
+    host = hosts[0]
+    held = host.exec("flock -n /run/sidekiq-fleet/sidekiq.lock true", user="deploy")
+    assert held.returncode != 0 and "Permission denied" in held.stderr, held.stdout + held.stderr
+    assert sh(host, "stat -c '%U %a' /run/sidekiq-fleet").split() == ["root", "700"]
+    started = time.monotonic()
+    sh(host, f"sudo {CONTROL} start", user="deploy")
+    assert time.monotonic() - started < 30
+
+    sh(host, "install -m 0644 /dev/null /run/old-style.lock")
+    try:
+        control = host.exec("flock -n /run/old-style.lock true", user="deploy")
+        assert control.returncode == 0, "the control did not show the attack: " + control.stderr
+    finally:
+        sh(host, "rm -f /run/old-style.lock")
+
+
 def test_a_release_that_cannot_boot_halts_the_rollout(
     project: PulumiProject, hosts: localhosts.Fleet
 ) -> None:

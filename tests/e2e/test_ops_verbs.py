@@ -204,6 +204,33 @@ def test_logs_are_prefixed_with_the_host_name(deployed, hosts) -> None:
     assert "logs local: 3 of 3 hosts ok" in result.stderr
 
 
+def test_what_deploys_login_prints_reaches_the_operator_escaped(deployed, hosts) -> None:
+    """Issue 15, hole 5: deploy's .bashrc prints OSC 52 (writes the operator's clipboard), a C1 CSI
+    (U+009B) and a byte that is not UTF-8; the operator sees them written out, and the verbs still work."""
+    host = hosts[0]
+    bashrc = "/home/deploy/.bashrc"
+    attack = r"printf '\033]52;c;cHduZWQ=\a\302\23331m\377\n' >&2"
+    sh(host, f"cp -a {bashrc} /root/bashrc.orig")
+    prepend = 'printf "%s\\n" "$1" | cat - "$2" > "$2.new" && mv "$2.new" "$2"'
+    written = host.exec(["sh", "-c", prepend, "sh", attack, bashrc], user="deploy")
+    assert written.returncode == 0, written.stderr
+    try:
+        # The positive control: a login of deploy's prints the raw sequence.
+        raw = subprocess.run(host.ssh_argv("true", user="deploy"), capture_output=True, timeout=60)
+        assert b"\x1b]52;c;cHduZWQ=\x07\xc2\x9b31m\xff" in raw.stderr, "the control did not show the attack"
+        escaped = r"\x1b]52;c;cHduZWQ=\x07\x9b31m\xff"
+        for args in (("logs",), ("logs", "--json"), ("status",), ("status", "--json")):
+            result = fleet(deployed, hosts, *args, "--hosts", host.name)
+            shown = result.stdout + result.stderr
+            assert result.returncode == 0, shown
+            if args[0] == "logs":
+                assert escaped in shown.replace("\\\\", "\\"), (args, shown)
+            raw_controls = [c for c in shown if ord(c) < 32 and c not in "\t\n" or 0x7F <= ord(c) <= 0x9F]
+            assert not raw_controls, (args, raw_controls)
+    finally:
+        sh(host, f"mv -f /root/bashrc.orig {bashrc}")
+
+
 def test_stop_then_start(deployed, hosts) -> None:
     old = {host.name: serving_pid(host) for host in hosts}
     result = fleet(deployed, hosts, "stop")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -386,5 +387,33 @@ func TestCancelStopsRunningLocalCommands(t *testing.T) {
 	_, _ = r.p.Cancel(context.Background(), &emptypb.Empty{})
 	if err := <-errc; err == nil || time.Since(start) > 5*time.Second {
 		t.Fatalf("a cancelled command must fail at once: %v after %v", err, time.Since(start))
+	}
+}
+
+// Only the command's own output lines reach the engine's log: not the command, its environment,
+// its stdin or the connection's key, not even when the command fails.
+func TestInputsAreNeverLogged(t *testing.T) {
+	s := startSSHServer(t)
+	r := newRPCTest(t)
+	const token, input = "env-value-5b1d", "stdin-value-77c0"
+	inputs := props(map[string]any{
+		"connection":  s.connectionInput(),
+		"create":      "echo line one; cat >/dev/null; echo command-text-3e9a >/dev/null; exit 3",
+		"environment": map[string]any{"TOKEN": secret(token)},
+		"stdin":       input,
+	})
+	if _, _, err := r.create(typeRemoteCommand, "install", inputs, false); err == nil {
+		t.Fatal("the command exits 3")
+	}
+	messages := r.host.messages()
+	if !slices.Equal(messages, []string{"line one"}) {
+		t.Fatalf("logged %q, want only the output line", messages)
+	}
+	for _, m := range messages {
+		for _, leak := range append([]string{token, input, "command-text-3e9a"}, strings.Split(s.clientKey, "\n")[1:3]...) {
+			if strings.Contains(m, leak) {
+				t.Fatalf("an input reached the log: %q", m)
+			}
+		}
 	}
 }

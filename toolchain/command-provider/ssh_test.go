@@ -5,6 +5,8 @@ import (
 	"encoding/pem"
 	"errors"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -13,6 +15,7 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
 )
 
 func remoteSpec(command string) *runSpec {
@@ -394,5 +397,57 @@ func TestCancelStopsDialing(t *testing.T) {
 	_, _, err = runRemote(ctx, conn, remoteSpec("true"), reporter{})
 	if err == nil || time.Since(start) > 3*time.Second {
 		t.Fatalf("a cancel must stop the dial retries at once: %v after %v", err, time.Since(start))
+	}
+}
+
+// The host's SSH agent and the operator's ~/.ssh hold a key the server accepts; a connection that
+// names neither a privateKey nor a password must still not log in with them.
+func TestNeitherTheAgentNorHomeSSHKeysAreUsed(t *testing.T) {
+	s := startSSHServer(t)
+	home := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(home, ".ssh"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"id_ed25519", "id_rsa", "id_ecdsa"} {
+		if err := os.WriteFile(filepath.Join(home, ".ssh", name), []byte(s.clientKey), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("HOME", home)
+
+	raw, err := ssh.ParseRawPrivateKey([]byte(s.clientKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyring := agent.NewKeyring()
+	if err := keyring.Add(agent.AddedKey{PrivateKey: raw}); err != nil {
+		t.Fatal(err)
+	}
+	socket := filepath.Join(t.TempDir(), "agent.sock")
+	listener, err := net.Listen("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listener.Close()
+	var served atomic.Int32
+	go func() {
+		for {
+			c, err := listener.Accept()
+			if err != nil {
+				return
+			}
+			served.Add(1)
+			go func() { _ = agent.ServeAgent(keyring, c); c.Close() }()
+		}
+	}()
+	t.Setenv("SSH_AUTH_SOCK", socket)
+
+	conn := s.conn()
+	conn.PrivateKey = nil
+	if _, _, err := runRemote(context.Background(), conn, remoteSpec("echo in"), reporter{}); err == nil {
+		t.Fatal("a connection without a key or password must not log in")
+	}
+	if served.Load() != 0 {
+		t.Fatal("the SSH agent was asked")
 	}
 }
