@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -152,4 +154,23 @@ func mode(t *testing.T, p string) os.FileMode {
 		t.Fatal(err)
 	}
 	return info.Mode().Perm()
+}
+
+// acceptEach hands every connection ln accepts to serve, in its own goroutine, until ln is closed
+// (at the end of the test); the count is of the connections accepted.
+func acceptEach(t *testing.T, ln net.Listener, serve func(net.Conn)) *atomic.Int32 {
+	t.Helper()
+	t.Cleanup(func() { _ = ln.Close() })
+	var accepted atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			go serve(c)
+		}
+	}()
+	return &accepted
 }

@@ -235,18 +235,7 @@ func TestDialRetryCountSeenByTheServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	var accepted atomic.Int32
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			_ = c.Close()
-		}
-	}()
+	accepted := acceptEach(t, ln, func(c net.Conn) { _ = c.Close() })
 	conn := &connection{Host: "127.0.0.1", Port: ln.Addr().(*net.TCPAddr).Port, User: "u", DialErrorLimit: 3, PerDialTimeout: 5}
 	_, err = conn.dial(context.Background(), reporter{})
 	if err == nil || !strings.Contains(err.Error(), "after 3 failed attempts") {
@@ -265,30 +254,21 @@ func silentListener(t *testing.T) (int, *atomic.Int32) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var accepted atomic.Int32
 	var mu sync.Mutex
 	var conns []net.Conn
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
 	t.Cleanup(func() {
-		_ = ln.Close()
 		mu.Lock()
 		defer mu.Unlock()
 		for _, c := range conns {
 			_ = c.Close()
 		}
 	})
-	return ln.Addr().(*net.TCPAddr).Port, &accepted
+	accepted := acceptEach(t, ln, func(c net.Conn) {
+		mu.Lock()
+		defer mu.Unlock()
+		conns = append(conns, c)
+	})
+	return ln.Addr().(*net.TCPAddr).Port, accepted
 }
 
 func TestPerDialTimeoutBoundsEachAttempt(t *testing.T) {
@@ -428,18 +408,7 @@ func TestNeitherTheAgentNorHomeSSHKeysAreUsed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer listener.Close()
-	var served atomic.Int32
-	go func() {
-		for {
-			c, err := listener.Accept()
-			if err != nil {
-				return
-			}
-			served.Add(1)
-			go func() { _ = agent.ServeAgent(keyring, c); c.Close() }()
-		}
-	}()
+	served := acceptEach(t, listener, func(c net.Conn) { _ = agent.ServeAgent(keyring, c); c.Close() })
 	t.Setenv("SSH_AUTH_SOCK", socket)
 
 	conn := s.conn()
