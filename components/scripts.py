@@ -130,6 +130,16 @@ def host_key_from(stdout: str) -> str | None:
     return None
 
 
+def _as_owner_of(path: str) -> str:
+    """The prefix of a command on ``path``: its owner runs it when the path is in a user's home.
+
+    Root never reads, writes or deletes there: a symlink or FIFO the user planted would steer it.
+    """
+    if path.startswith("~"):
+        return f"runuser -u {q(path[1:].partition('/')[0])} -- "
+    return ""
+
+
 def _resolve(path: str) -> str:
     """Shell text for a target path; ``~user/rest`` becomes that user's home."""
     if path.startswith("~"):
@@ -222,6 +232,25 @@ echo changed
 """
 
 
+# Run as the owner of a file in their home, stdin its validated content: writes it beside the target
+# and prints "staged", or prints nothing when the target already has that content. Only a plain
+# file is compared, so a FIFO planted in its place cannot block the install.
+_STAGE_IN_HOME = """set -euo pipefail
+target=$1 staged=$2 mode=$3 group=$4
+dir=${target%/*}
+[ -d "$dir" ] || mkdir -p -m 0755 "$dir"
+rm -f "$staged"
+(umask 077 && cat >"$staged")
+chgrp "$group" "$staged"
+chmod "$mode" "$staged"
+if [ -f "$target" ] && cmp -s "$staged" "$target"; then
+  rm -f "$staged"
+else
+  echo staged
+fi
+"""
+
+
 def _write_keys(stage: Stage, keys_file: str) -> str:
     """Shell text (as root) that puts the block of keys read from KEYS_FILE into the user's file."""
     user = stage.config.sidekiq.user
@@ -242,8 +271,15 @@ def install(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
     body = [
         _helpers(stage, host),
         "work=$(mktemp -d /run/sidekiq-fleet-install.XXXXXX)",
-        "pending=()",  # pragma: no mutate - bash 5 takes an unset array as empty
-        'cleanup() { rm -rf "$work"; for p in "${pending[@]}"; do rm -f "$p"; done; }',
+        "pending=() pending_home=()",  # pragma: no mutate - bash 5 takes an unset array as empty
+        "cleanup() {",
+        '  rm -rf "$work"',
+        '  for p in "${pending[@]}"; do rm -f "$p"; done',
+        *[
+            f'  if [ "${{#pending_home[@]}}" -gt 0 ]; then {owner}rm -f "${{pending_home[@]}}"; fi'
+            for owner in sorted({_as_owner_of(f.path) for f in files} - {""})
+        ],
+        "}",
         "trap cleanup EXIT",  # pragma: no mutate - bash reads signal names in any case
         f'getent passwd {q(sidekiq.user)} >/dev/null || die "user {sidekiq.user} does not exist"',
     ]
@@ -285,40 +321,54 @@ def install(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
     # One "%s" per argument, each key with its newline: no key at all writes an empty file.
     listed = " ".join(q(key + "\n") for key in keys)
     body.append(f'printf "%s" {listed} >"$work/authorized_keys"')
-    body += ["unit_changed=0", "changed=0"]
+    body += ["unit_changed=0", "changed=0", "staged=()"]
     for index, (file, name, copy) in enumerate(
         zip(files, names, copies, strict=True)  # pragma: no mutate - same lengths
     ):
-        target = f"target{index}"
+        target, tmp = f'"$target{index}"', f'"$tmp{index}"'
+        mark_changed = "changed=1; unit_changed=1" if file.role == "unit" else "changed=1"
         body += [
-            f"{target}={_resolve(file.path)}",
-            f'tmp{index}="$(dirname "${target}")/.{name}.sidekiq-fleet-new"',
-            f'if ! cmp -s {copy} "${target}"; then',
-            f'  dir="$(dirname "${target}")"',
-            # In a user's home, the user creates the directories, so that ~/.config stays theirs.
-            f'  [ -d "$dir" ] || runuser -u {q(file.owner)} -- mkdir -p -m 0755 "$dir"'
-            if file.owner != "root"
-            else '  [ -d "$dir" ] || install -d -m 0755 -o root -g root "$dir"',
-            f'  pending+=("$tmp{index}")',
-            f'  install -o {q(file.owner)} -g {q(file.group)} -m {q(file.mode)} {copy} "$tmp{index}"',
-            "  changed=1; unit_changed=1" if file.role == "unit" else "  changed=1",
+            f"target{index}={_resolve(file.path)}",
+            f'tmp{index}="$(dirname {target})/.{name}.sidekiq-fleet-new"',
+        ]
+        owner = _as_owner_of(file.path)
+        if owner:
+            problem = f'"could not stage $target{index} as "{q(file.owner)}", nothing installed"'
+            body += [
+                f"pending_home+=({tmp})",
+                f"result=$({owner}bash -c {q(_STAGE_IN_HOME)} sidekiq-fleet {target} {tmp} "
+                f"{q(file.mode)} {q(file.group)} <{copy}) || die {problem}",
+                f'if [ "$result" = staged ]; then staged[{index}]=1; {mark_changed}; fi',
+            ]
+            continue
+        body += [
+            f"if ! cmp -s {copy} {target}; then",
+            f'  dir="$(dirname {target})"',
+            '  [ -d "$dir" ] || install -d -m 0755 -o root -g root "$dir"',
+            f"  pending+=({tmp})",
+            f"  install -o {q(file.owner)} -g {q(file.group)} -m {q(file.mode)} {copy} {tmp}",
+            f"  staged[{index}]=1; {mark_changed}",
             "fi",
         ]
     # Every file validated and is staged beside its target: rename them all.
     for index, file in enumerate(files):
-        body += [
-            f'if [ -e "$tmp{index}" ]; then mv -f "$tmp{index}" "$target{index}"; '
-            f'say "installed $target{index} ({file.mode} {file.owner}:{file.group})"; fi'
-        ]
-    body.append("pending=()")
-    body.append(
-        f'if [ "$({_write_keys(stage, chr(34) + "$work/authorized_keys" + chr(34))})" = changed ]; then '
-        f'say "authorized keys of {sidekiq.user}: {len(keys)} key(s) of sidekiq.authorizedKeys"; fi'
-    )
+        body.append(
+            f'if [ -n "${{staged[{index}]-}}" ]; then {_as_owner_of(file.path)}mv -f "$tmp{index}" '
+            f'"$target{index}"; say "installed $target{index} ({file.mode} {file.owner}:{file.group})"; fi'
+        )
+    body.append("pending=() pending_home=()")
+    keys_file = '"$work/authorized_keys"'
+    body += [
+        f"keys_result=$({_write_keys(stage, keys_file)}) || "
+        f'die "could not write the authorized keys of {sidekiq.user}"',
+        f'if [ "$keys_result" = changed ]; then '
+        f'say "authorized keys of {sidekiq.user}: {len(keys)} key(s) of sidekiq.authorizedKeys"; fi',
+    ]
     rendered_roles = {f.role for f in files}
     for stale in _stale_paths(stage, rendered_roles):
+        owner = _as_owner_of(stale)
         body.append(
-            f'stale={_resolve(stale)}; if [ -e "$stale" ]; then rm -f "$stale"; changed=1; '
+            f'stale={_resolve(stale)}; if {owner}test -e "$stale"; then {owner}rm -f "$stale"; changed=1; '
             'say "removed $stale, no longer configured"; fi'
         )
     if sidekiq.scope == "user":
@@ -363,20 +413,17 @@ def uninstall(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
     from the config, and a legacy G.service, go too."""
     sidekiq = stage.config.sidekiq
     group = sidekiq.unit_name
+    in_unit_dir = _as_owner_of(unit_dir(stage))
     body = [_helpers(stage, host)]
     if sidekiq.scope == "user":
         body.append('systemctl start "user@$uid.service"  # its manager must run to stop the units')
     body += [
         f"dir={_resolve(unit_dir(stage))}",
-        "units=()",  # pragma: no mutate - bash 5 takes an unset array as empty
-        'for file in "$dir"/*; do',
-        f'  [ -f "$file" ] && grep -q -x -F -e {q(group_marker(stage))} "$file" || continue',
-        '  units+=("${file##*/}")',
-        "done",
-        f"legacy={q(group + '.service')}",
-        f'if [ -f "$dir/$legacy" ] && grep -q -F -e {q(MANAGED_NOTE)} "$dir/$legacy"; then',
-        '  units+=("$legacy")',
-        "fi",
+        # Listed by the directory's owner, in name order: plain files with the group's marker, and a
+        # legacy G.service with the managed note. A link or a FIFO in their place is never read.
+        f'mapfile -t units < <({in_unit_dir}find -H "$dir" -mindepth 1 -maxdepth 1 -type f '
+        f"\\( -exec grep -q -x -F -e {q(group_marker(stage))} {{}} ';' -o -name {q(group + '.service')} "
+        f"-exec grep -q -F -e {q(MANAGED_NOTE)} {{}} ';' \\) -printf '%f\\n' 2>/dev/null | LC_ALL=C sort)",
         # Slots are the instances of each template; each may have a drain unit running.
         "stop=() drains=()",
         'for unit in "${units[@]}"; do',
@@ -405,24 +452,27 @@ def uninstall(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
         "  fi",
         '  sctl disable --quiet "${stop[@]}" 2>/dev/null || true',
         "fi",
-        'for unit in "${units[@]}"; do rm -f "$dir/$unit"; done',
+        f'for unit in "${{units[@]}}"; do {in_unit_dir}rm -f "$dir/$unit"; done',
         # Our target is gone: so are the links in its .wants, even one made by hand.
-        f'rm -rf "$dir"/{q(group + ".target.wants")}',
+        f'{in_unit_dir}rm -rf "$dir"/{q(group + ".target.wants")}',
     ]
     # The keys block goes; the user's other keys stay.
     remove_keys = _write_keys(stage, "/dev/null")
     body.append(f"if getent passwd {q(sidekiq.user)} >/dev/null; then {remove_keys} >/dev/null; fi")
     paths = {f.path for f in files} | set(_stale_paths(stage, set()))
     for path in sorted(paths):
-        body.append(f"rm -f {_resolve(path)}")
+        body.append(f"{_as_owner_of(path)}rm -f {_resolve(path)}")
     body += [
-        f"rm -rf {_resolve(version_dir(stage))}",
+        f"versions={_resolve(version_dir(stage))}",
+        # In a home, the user deletes it; what their links point at is not theirs to delete.
+        f'{_as_owner_of(version_dir(stage))}rm -rf "$versions" || say "note: $versions was left in place"',
         "sctl daemon-reload",
         'sctl reset-failed "${stop[@]}" 2>/dev/null || true',
         f"rm -rf {q(staging_dir(stage))}",
         "# Shared parents go too once empty; other units' files keep them.",  # pragma: no mutate - shell comment  # noqa: E501
         f"rmdir --ignore-fail-on-non-empty {q(STAGING_DIR)} {q(STATE_DIR)} 2>/dev/null || true",
-        f'rmdir --ignore-fail-on-non-empty "$(dirname {_resolve(env_path(stage))})" 2>/dev/null || true',
+        f"{_as_owner_of(env_path(stage))}rmdir --ignore-fail-on-non-empty "
+        f'"$(dirname {_resolve(env_path(stage))})" 2>/dev/null || true',
         'say "uninstalled"',
     ]
     return as_root("\n".join(body))

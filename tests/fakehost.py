@@ -35,6 +35,7 @@ FAKE = r"""#!/bin/bash
 name=${0##*/}
 args="$*"
 printf '%s\n' "$name ${args//$'\n'/ }" >>"$FAKE_DIR/calls.log"
+echo "$EUID" >>"$FAKE_DIR/uids.log"
 read -r total <"$FAKE_DIR/total"
 echo "$((total += 1))" >"$FAKE_DIR/total"
 if ((total > MAX_CALLS)); then
@@ -69,6 +70,12 @@ for dir in $OVERLAID; do
     -o "upperdir=$layers/upper$name,workdir=$layers/work$name" "$dir"
 done
 mount -t tmpfs tmpfs /run
+# The fakes log and count their calls whoever runs them (runuser really switches to the user).
+mkdir -m 0755 /run/fakehost
+mount --bind "$FAKE_DIR" /run/fakehost
+touch /run/fakehost/calls.log /run/fakehost/uids.log
+chmod -R a+rwX /run/fakehost
+FAKE_DIR=/run/fakehost
 # What the host's /proc/meminfo says, when a test scripts it.
 if [ -e "$FAKE_DIR/meminfo" ]; then mount --bind "$FAKE_DIR/meminfo" /proc/meminfo; fi
 # The control script sets its own PATH: the fakes are also where that PATH looks first for them.
@@ -95,6 +102,10 @@ class Run:
     stdout: str
     stderr: str
     calls: list[str]
+    uids: list[int]  # who made each call
+
+    def calls_by(self, uid: int) -> list[str]:
+        return [call for call, by in zip(self.calls, self.uids, strict=True) if by == uid]
 
     def ran(self, program: str) -> list[str]:
         """The calls of one program, each as "program arg1 arg2..."."""
@@ -112,7 +123,10 @@ class FakeHost:
     # Answers for a healthy host running Sidekiq as MainPID 4242, idle; a test's own rules come first.
     DEFAULTS: dict[tuple[str, str], tuple[str, ...]] = {
         ("sudo", "-n *"): ('shift; "$@"; exit $?',),
-        ("runuser", "-u * -- *"): ('shift 3; "$@"; exit $?',),
+        # As the user, for real: what root hands them must work, and fail, as it does on a host.
+        ("runuser", "-u * -- *"): (
+            'user=$2; shift 3; exec setpriv --reuid="$user" --regid="$user" --init-groups "$@"',
+        ),
         ("systemctl", "show -p MainPID --value *"): ("echo 4242",),
         ("ps", "*"): (title(0),),
         ("journalctl", "*"): ("echo 'fake journal line'",),
@@ -185,6 +199,20 @@ class FakeHost:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(content)
         target.chmod(mode)
+        # What is in a user's home is theirs, as are the directories on the way.
+        parts = Path(path.replace("~", "/home/", 1) if path.startswith("~") else path).parts
+        if parts[1:2] == ("home",) and len(parts) > 3:
+            uid = {"deploy": DEPLOY_UID, "admin": ADMIN_UID}[parts[2]]
+            for depth in range(4, len(parts) + 1):
+                os.chown(self._layer("seed", str(Path(*parts[:depth]))), uid, uid)
+
+    def symlink(self, path: str, points_to: str) -> None:
+        """Make ``path`` (seeded before, so that its directories are there) a symbolic link."""
+        link = self._layer("seed", path)
+        owner = link.stat().st_uid
+        link.unlink()
+        link.symlink_to(points_to)
+        os.chown(link, owner, owner, follow_symlinks=False)
 
     def meminfo(self, available_kib: int) -> None:
         """Make /proc/meminfo say MemAvailable is ``available_kib`` KiB."""
@@ -211,9 +239,9 @@ class FakeHost:
             text=True,
             timeout=30,
         )
-        log = self.fake_dir / "calls.log"
-        calls = log.read_text().splitlines() if log.exists() else []
-        return Run(result.returncode, result.stdout, result.stderr, calls)
+        logs = [self.fake_dir / name for name in ("calls.log", "uids.log")]
+        calls, uids = (log.read_text().splitlines() if log.exists() else [] for log in logs)
+        return Run(result.returncode, result.stdout, result.stderr, calls, [int(uid) for uid in uids])
 
     def changes(self) -> set[str]:
         """Every file the run created, changed or removed (directories aside)."""

@@ -28,6 +28,8 @@ SAY = "sidekiq-fleet: sidekiq on host web1: "
 CTL = "/usr/local/sbin/sidekiqctl"
 MANAGED = "# Managed by sidekiq-fleet (pulumi up); local edits are overwritten.\n"
 GIB = 1024 * 1024 * 1024
+# How the control script, run by root in user scope, runs itself again.
+AS_DEPLOY = f"runuser -u deploy -- env XDG_RUNTIME_DIR=/run/user/{DEPLOY_UID} SIDEKIQ_FLEET_HOST=web1"
 
 
 def stage_values(existing_values: dict[str, Any], **sections: dict[str, Any]) -> dict[str, Any]:
@@ -44,11 +46,18 @@ def host(tmp_path: Path) -> FakeHost:
 
 
 def run_ctl(host: FakeHost, values: dict[str, Any], *args: str) -> Run:
-    script = host.root / "sidekiqctl"
-    script.write_text(render_control(stage_from(values)))
+    """Run the rendered script as root. In user scope it is installed first: it runs itself again as
+    deploy, by its installed path."""
+    text = render_control(stage_from(values))
+    if values["sidekiq"].get("scope") == "user":
+        host.seed(CTL, text, mode=0o755)
+        script = CTL
+    else:
+        script = host.root / "sidekiqctl"
+        script.write_text(text)
     words = " ".join(f"'{a}'" for a in args)
-    # The deploy user's runtime directory, as logind makes it (by path: the spied mkdir would log it).
-    runtime = f"/bin/mkdir -p /run/user/{DEPLOY_UID}"
+    # The deploy user's runtime directory, as logind makes it (by path: the spied programs would log it).
+    runtime = f"/bin/install -d -o {DEPLOY_UID} -g {DEPLOY_UID} /run/user/{DEPLOY_UID}"
     return host.run(f"{runtime} && SIDEKIQ_FLEET_HOST=web1 bash {script} {words}")
 
 
@@ -730,37 +739,46 @@ def test_logs_read_every_slot_and_drain_unit(host, existing_values, verb, follow
 # --- user scope -----------------------------------------------------------------------------------
 
 
-def test_user_scope_run_as_root_goes_through_the_deploy_users_manager(host, existing_values) -> None:
-    user = f"runuser -u deploy -- env XDG_RUNTIME_DIR=/run/user/{DEPLOY_UID} "
+def test_user_scope_run_as_root_runs_itself_again_as_deploy(host, existing_values) -> None:
+    """Issue 15, hole 1: root never acts in deploy's home; the whole run is deploy's."""
     slot(host, A, "active", enabled=True, prefix="--user ")
     slot(host, B, "inactive", prefix="--user ")
     host.meminfo(8 * 1024 * 1024)
     run = run_ctl(host, stage_values(existing_values, sidekiq={"scope": "user"}), "restart", "v2")
     assert run.returncode == 0, run.stderr
-    assert before(
-        run, f"{user}systemctl --user start {B}", f"{user}systemctl --user kill --kill-whom=main -s TSTP {A}"
-    )
+    assert run.ran("runuser") == [f"{AS_DEPLOY} {CTL} restart v2"]
+    # Before it, root looked up deploy's uid and nothing else.
+    assert run.calls[: run.position(run.ran("runuser")[0])] == ["id -u deploy"]
+    assert before(run, f"systemctl --user start {B}", f"systemctl --user kill --kill-whom=main -s TSTP {A}")
     assert run.ran("systemd-run") == [
         "systemd-run --user --unit=sidekiq-default-drain-a.service --collect --quiet "
         f"--description=drain {A} -E SIDEKIQ_FLEET_HOST=web1 {CTL} drain default a"
     ]
     assert [c for c in run.ran("systemctl") if not c.startswith("systemctl --user ")] == []
-    # The version file is in deploy's home: written by deploy, never by root.
+    # The version file and the lock are deploy's: written by deploy, never by root.
     state = "/home/deploy/.local/state/sidekiq-fleet/sidekiq"
-    assert f"{user}mkdir -p {state}" in run.calls
-    assert f"{user}mv -f {state}/.app-version.new {state}/app-version" in run.calls
     assert host.file(f"{state}/app-version") == "v2\n"
-    lock = f"/run/user/{DEPLOY_UID}/sidekiq-fleet-sidekiq.lock"
-    assert before(run, f"{user}touch {lock}", "flock -w 135 9")
+    assert host.mode_owner(f"{state}/app-version")[1:] == (DEPLOY_UID, DEPLOY_UID)
+    assert host.mode_owner(state)[1:] == (DEPLOY_UID, DEPLOY_UID)
+    assert "flock -w 135 9" in run.calls
 
 
-def test_user_scope_logs_as_root_match_the_users_fields(host, existing_values) -> None:
+def test_user_scope_logs_as_root_read_deploys_own_journal(host, existing_values) -> None:
     run = run_ctl(host, stage_values(existing_values, sidekiq={"scope": "user"}), "logs")
-    (call,) = run.ran("journalctl")
-    assert call.startswith(
-        f"journalctl -q --no-pager -o short-iso -n 200 _UID={DEPLOY_UID} _SYSTEMD_USER_UNIT={A} "
-    )
-    assert f" + _UID={DEPLOY_UID} USER_UNIT={A} " in call
+    assert run.returncode == 0, run.stderr
+    units = [A, B, "sidekiq-default-drain-a.service", "sidekiq-default-drain-b.service"]
+    units.append("sidekiq-first-release.service")
+    assert run.ran("journalctl") == [
+        " ".join(["journalctl --user -q --no-pager -o short-iso -n 200", *(f"-u {u}" for u in units)])
+    ]
+
+
+def test_user_scope_run_by_another_user_is_refused(host, existing_values) -> None:
+    values = stage_values(existing_values, sidekiq={"scope": "user"})
+    host.seed(CTL, render_control(stage_from(values)), mode=0o755)
+    run = host.run(f"SIDEKIQ_FLEET_HOST=web1 setpriv --reuid=admin --regid=admin --init-groups {CTL} status")
+    assert run.returncode == 1
+    assert run.stderr == f"{SAY}FAILED: run it as deploy or root\n"
 
 
 def test_user_scope_drain_removes_the_legacy_unit_as_the_deploy_user(host, existing_values) -> None:
@@ -772,8 +790,23 @@ def test_user_scope_drain_removes_the_legacy_unit_as_the_deploy_user(host, exist
         host, stage_values(existing_values, sidekiq={"scope": "user"}), "drain", "default", "legacy"
     )
     assert run.returncode == 0, run.stderr
-    assert f"runuser -u deploy -- env XDG_RUNTIME_DIR=/run/user/{DEPLOY_UID} rm -f {legacy}" in run.calls
+    assert f"rm -f {legacy}" in run.calls
     assert host.file(legacy) is None
+
+
+def test_user_scope_status_as_root_cannot_read_through_deploys_link(host, existing_values) -> None:
+    """deploy links its version file to a root-only file: run by root, status would print its first
+    line as the version. Run as deploy, it reads nothing."""
+    host.seed("/etc/root-only/token", "s3cret-token\n", mode=0o600)
+    state = "/home/deploy/.local/state/sidekiq-fleet/sidekiq"
+    host.seed(f"{state}/app-version", "")
+    host.symlink(f"{state}/app-version", "/etc/root-only/token")
+    slot(host, A, "active", enabled=True, prefix="--user ")
+    slot(host, B, "inactive", prefix="--user ")
+    run = run_ctl(host, stage_values(existing_values, sidekiq={"scope": "user"}), "status")
+    assert run.returncode == 0, run.stderr
+    assert "process=default slot=a enabled=yes state=active" in run.stdout
+    assert "version=-" in run.stdout and "s3cret" not in run.stdout
 
 
 # --- sums: the drift check's read-only view -------------------------------------------------------
@@ -820,8 +853,8 @@ def test_sums_in_user_scope_names_home_files_as_the_render_does(host, existing_v
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines() == [
         f"{_sha(unit)} ~deploy/.config/systemd/user/sidekiq.target",
+        f"{_sha(render_control(stage_from(existing_values)))} {CTL}",
         f"{_sha('B=2' + chr(10))} ~deploy/.config/sidekiq-fleet/sidekiq.env",
     ]
-    # Root reads deploy's files as deploy.
-    runuser = f"runuser -u deploy -- env XDG_RUNTIME_DIR=/run/user/{DEPLOY_UID} "
-    assert f"{runuser}cat -- /home/deploy/.config/sidekiq-fleet/sidekiq.env" in run.calls
+    # Read by deploy: root ran it, and it ran itself again as deploy.
+    assert run.ran("runuser") == [f"{AS_DEPLOY} {CTL} sums"]

@@ -459,7 +459,12 @@ def test_user_scope_install_writes_into_the_users_home_and_lingers(host: FakeHos
     assert host.mode_owner(env) == ("0o600", DEPLOY_UID, DEPLOY_UID)
     assert host.mode_owner(CONTROL) == ("0o755", 0, 0), "deploy runs it, root owns it"
     # The user creates the directories in their home, so that ~/.config stays theirs.
-    assert f"runuser -u deploy -- mkdir -p -m 0755 {home}" in run.calls
+    for directory in ("/home/deploy/.config", "/home/deploy/.config/systemd", home):
+        assert host.mode_owner(directory) == ("0o755", DEPLOY_UID, DEPLOY_UID), directory
+    # Root compares, writes and renames nothing there: deploy does, handed each file on stdin.
+    in_home = [c for c in run.calls_by(0) if c.split(" ", 1)[0] in ("cmp", "install", "mv", "mkdir", "rm")]
+    assert not [c for c in in_home if "/home/" in c], "root acted in deploy's home"
+    assert f"mv -f {home}/.sidekiq.target.sidekiq-fleet-new {home}/sidekiq.target" in run.calls_by(DEPLOY_UID)
     assert [c for c in run.calls if c.startswith(("runuser", "loginctl", "systemctl start"))][-4:] == [
         "loginctl enable-linger deploy",
         f"systemctl start user@{DEPLOY_UID}.service",
@@ -517,14 +522,14 @@ def test_a_failed_restart_keeps_the_control_scripts_exit_status_and_message(
 def test_user_scope_restart_runs_the_control_script_as_deploy(host: FakeHost, existing_values) -> None:
     existing_values["sidekiq"] = {"scope": "user"}
     host.seed(CONTROL, RECORDING_CONTROL, 0o755)
+    host.seed("/var/lib/ctl-args", "", 0o666)  # deploy records into it
     run = host.run(scripts.restart(stage_from(existing_values), "web1", "v2"))
     assert run.returncode == 0, run.stderr
     assert run.ran("runuser") == [
         f"runuser -u deploy -- env XDG_RUNTIME_DIR=/run/user/{DEPLOY_UID} SIDEKIQ_FLEET_HOST=web1 "
         "/usr/local/sbin/sidekiqctl restart v2"
     ]
-    # FakeHost's runuser runs the command as root; the arguments and environment are what count.
-    assert recorded(host)[1:] == ["web1", f"/run/user/{DEPLOY_UID}", "2", "restart", "v2"]
+    assert recorded(host) == [str(DEPLOY_UID), "web1", f"/run/user/{DEPLOY_UID}", "2", "restart", "v2"]
 
 
 # --- uninstall -----------------------------------------------------------------------------
@@ -553,8 +558,8 @@ SLOTS = [
     "sidekiq-first-release.service",
     "sidekiq-low@a.service",
     "sidekiq-low@b.service",
+    "sidekiq.service",  # the legacy unit, found by its managed note
     "sidekiq.target",
-    "sidekiq.service",  # the legacy unit, found apart from the marked ones
 ]
 DRAINS = [
     "sidekiq-default-drain-a.service",
@@ -641,7 +646,7 @@ def test_a_legacy_unit_that_is_not_ours_is_left_alone(host: FakeHost, staging: S
     run = host.run(scripts.uninstall(staging, render_files(staging), "web1"))
     assert run.returncode == 0, run.stderr
     assert host.file("/etc/systemd/system/sidekiq.service") == "[Service]\nExecStart=/bin/x\n"
-    assert not [c for c in run.calls if "sidekiq.service" in c.split()]
+    assert not [c for c in run.calls if "sidekiq.service" in c.split() and not c.startswith("sudo ")]
 
 
 JOURNAL = "last 40 journal lines of group sidekiq on host web1:\n    fake journal line\n"

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
+from unittest import mock
 
 import pytest
 
 import localhosts
+from components import scripts
+from components.config import Stage, parse_stage, resolve_files, values_from_stack_file
+from components.render import render_files
 from tests.e2e.conftest import PulumiProject, wait_until
 from tests.e2e.test_local_stage import APP, processed
 from tests.e2e.test_ops_verbs import fleet
@@ -81,3 +87,80 @@ def test_user_unit_deploys_restarts_and_uninstalls(project: PulumiProject, hosts
     assert host.exec(f"test -e {CONTROL}").returncode != 0
     assert host.exec(f"ls -A {UNIT_DIR}").stdout == "", "every unit of the group is gone"
     assert "sidekiq" not in host.exec("ps -eo comm").stdout
+
+
+# --- issue 15, hole 1: root never acts on a path in deploy's home -----------------------------------
+
+
+def stage_of(project: PulumiProject) -> Stage:
+    values = values_from_stack_file(project.directory / "Pulumi.local.yaml")
+    return resolve_files(parse_stage("local", values), project.directory)
+
+
+def with_the_fix_reverted(build: Callable[[Stage], str], project: PulumiProject) -> str:
+    """The script as it was before the fix: root itself acts on the files in deploy's home."""
+    with mock.patch.object(scripts, "_as_owner_of", lambda path: ""):
+        return build(stage_of(project))
+
+
+def listing(host: localhosts.Host, directory: str) -> str:
+    return host.exec(f"ls -lAn --time-style=+ {directory}", check=True).stdout
+
+
+def test_deploys_links_and_fifos_in_its_home_never_steer_root(
+    project: PulumiProject, hosts: localhosts.Fleet
+) -> None:
+    """Attack A: the unit directory becomes a link to /etc/profile.d, which root's logins source.
+    A FIFO in place of a unit file would hang root's cmp. Attack C: the state directory becomes a
+    link to /var/lib, so that uninstall's rm -rf of the version directory hits /var/lib/sidekiq."""
+    (host,) = hosts
+
+    def install(stage: Stage) -> str:
+        return scripts.install(stage, render_files(stage), host.name)
+
+    def uninstall(stage: Stage) -> str:
+        return scripts.uninstall(stage, render_files(stage), host.name)
+
+    project.up()
+    profile_d = listing(host, "/etc/profile.d")
+
+    as_deploy(host, f"mv {UNIT_DIR} {UNIT_DIR}.real && ln -s /etc/profile.d {UNIT_DIR}")
+    project.config_set("sidekiq.timeout", "9")  # a change to every unit: install runs
+    run = project.up(check=False)
+    assert run.returncode != 0
+    assert f"could not stage {UNIT_DIR}/" in run.output and "as deploy, nothing installed" in run.output
+    assert listing(host, "/etc/profile.d") == profile_d, "root wrote into /etc/profile.d"
+    assert "TimeoutStopSec=14" not in host.exec(f"cat {UNIT_DIR}.real/sidekiq-default@.service").stdout
+    # Positive control: the same install with root acting in deploy's home writes there.
+    # (Its last step, enabling the target through the link, fails: the files are written by then.)
+    host.exec(with_the_fix_reverted(install, project))
+    planted = host.exec("ls /etc/profile.d", check=True).stdout.split()
+    assert "sidekiq.target" in planted, f"the control did not show the attack: {planted}"
+    host.exec("cd /etc/profile.d && rm -f sidekiq* .sidekiq*", check=True)
+    assert listing(host, "/etc/profile.d") == profile_d
+
+    as_deploy(host, f"rm {UNIT_DIR} && mv {UNIT_DIR}.real {UNIT_DIR}")
+    as_deploy(host, f"rm {UNIT_DIR}/sidekiq.target && mkfifo {UNIT_DIR}/sidekiq.target")
+    project.config_set("sidekiq.timeout", "10")
+    started = time.monotonic()
+    project.up()
+    assert time.monotonic() - started < 120
+    target = f"{UNIT_DIR}/sidekiq.target"
+    assert host.exec(f"test -f {target} && ! test -p {target}").returncode == 0, "the FIFO stays"
+    # Positive control: root's cmp of the old install blocks on the FIFO.
+    as_deploy(host, f"rm {UNIT_DIR}/sidekiq.target && mkfifo {UNIT_DIR}/sidekiq.target")
+    blocked = host.exec(f"timeout 5 cmp -s /dev/null {UNIT_DIR}/sidekiq.target")
+    assert blocked.returncode == 124, "the control did not show the attack"
+    as_deploy(host, f"rm {UNIT_DIR}/sidekiq.target")
+
+    victim = "/var/lib/sidekiq/kept-by-root"
+    host.exec(f"mkdir -p /var/lib/sidekiq && echo root > {victim}", check=True)
+    state = f"{HOME}/.local/state/sidekiq-fleet"
+    as_deploy(host, f"rm -rf {state} && ln -s /var/lib {state}")
+    project.pulumi("destroy", "--yes")
+    assert host.exec(f"cat {victim}").stdout == "root\n", "uninstall deleted /var/lib/sidekiq"
+    assert host.exec(f"test -e {UNIT_DIR}/sidekiq.target").returncode != 0, "the rest was uninstalled"
+    # Positive control: the same uninstall with root acting in deploy's home deletes it.
+    host.exec(with_the_fix_reverted(uninstall, project), check=True)
+    assert host.exec(f"test -e {victim}").returncode != 0, "the control did not show the attack"
+    as_deploy(host, f"rm {state}")
