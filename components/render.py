@@ -250,9 +250,19 @@ def sudo_commands(stage: Stage) -> list[str]:
     return [f"{control_path(stage)} {verb}" for verb in CONTROL_VERBS]
 
 
+def sudoers_alias(unit_name: str) -> str:
+    """The drop-in's Cmnd_Alias: unique per unit name, as aliases share one namespace on a host.
+
+    An alias is upper case, digits and _: sidekiq-a, sidekiq_a and SIDEKIQ-A would collide without
+    the digest of the exact name.
+    """
+    digest = hashlib.sha256(unit_name.encode()).hexdigest()[:12].upper()
+    return f"SIDEKIQ_FLEET_{unit_name.upper().replace('-', '_')}_{digest}"
+
+
 def render_sudoers(stage: Stage) -> str:
     sidekiq = stage.config.sidekiq
-    alias = "SIDEKIQ_FLEET_" + sidekiq.unit_name.upper().replace("-", "_")
+    alias = sudoers_alias(sidekiq.unit_name)
     return (
         _environment(None)
         .get_template("sudoers.j2")

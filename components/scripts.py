@@ -204,6 +204,29 @@ def _root_only_dirs(path: str, user: str) -> list[str]:
     ]
 
 
+def _check_whole_sudoers(path: str, copy: str) -> list[str]:
+    """visudo -c of the host's whole sudoers configuration with the new drop-in in place, on copies:
+    a drop-in that passes alone can still clash with another (an alias defined twice)."""
+    directory, name = posixpath.split(path)
+    include = f"^([@#]includedir)[[:space:]]+{re.escape(directory)}/?[[:space:]]*$"
+    problem = (
+        '"the sudoers configuration with the new drop-in failed visudo -c, nothing installed: '
+        '$(cat "$work/visudo.err")"'
+    )
+    return [
+        'mkdir -m 0700 "$work/sudoers.d"',
+        f"for f in {q(directory)}/*; do",
+        f'  [ ! -f "$f" ] || [ "${{f##*/}}" = {q(name)} ] || cp -p "$f" "$work/sudoers.d/"',
+        "done",
+        f'cp -p {copy} "$work/sudoers.d"/{q(name)}',
+        f"if ! grep -Eq {q(include)} /etc/sudoers; then",
+        f'  say "note: /etc/sudoers does not include {directory}, so sudo will not read the drop-in"',
+        "fi",
+        f'sed -E "s|{include}|\\1 $work/sudoers.d|" /etc/sudoers >"$work/sudoers"',
+        f'visudo -cf "$work/sudoers" >/dev/null 2>"$work/visudo.err" || die {problem}',
+    ]
+
+
 def _keys_markers(stage: Stage) -> tuple[str, str]:
     group = stage.config.sidekiq.unit_name
     return (
@@ -301,6 +324,7 @@ def install(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
                 f'visudo -cf {copy} >/dev/null 2>"$work/visudo.err" || die "the sudoers drop-in '
                 'failed visudo -cf, nothing installed: $(cat "$work/visudo.err")"'
             )
+            body += _check_whole_sudoers(file.path, copy)
         if file.role == "control":
             body.append(
                 f'bash -n {copy} 2>"$work/bash.err" || die "the control script failed bash -n, '

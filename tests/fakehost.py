@@ -172,6 +172,8 @@ class FakeHost:
         self.seed(
             "/etc/group", _with_lines("/etc/group", [f"{name}:x:{uid}:" for name, uid in users.items()])
         )
+        # The host's, not this machine's: the install checks the drop-in with the whole configuration.
+        self.seed("/etc/sudoers", "Defaults env_reset\n@includedir /etc/sudoers.d\n", 0o440)
         for name, uid in users.items():
             home = self._layer("seed", f"/home/{name}")
             home.mkdir(parents=True)

@@ -155,7 +155,7 @@ STAGING_SUDOERS = """\
 # Managed by sidekiq-fleet (pulumi up); local edits are overwritten.
 # deploy may run /usr/local/sbin/sidekiqctl with these verbs and no other argument, nothing else.
 # Not `NOPASSWD: /usr/bin/systemctl`: that lets deploy start any unit, which is root.
-Cmnd_Alias SIDEKIQ_FLEET_SIDEKIQ = \\
+Cmnd_Alias SIDEKIQ_FLEET_SIDEKIQ_F52E4CD0B298 = \\
     /usr/local/sbin/sidekiqctl status, \\
     /usr/local/sbin/sidekiqctl quiet, \\
     /usr/local/sbin/sidekiqctl stop, \\
@@ -164,7 +164,7 @@ Cmnd_Alias SIDEKIQ_FLEET_SIDEKIQ = \\
     /usr/local/sbin/sidekiqctl logs, \\
     /usr/local/sbin/sidekiqctl follow, \\
     /usr/local/sbin/sidekiqctl sums
-deploy ALL=(root) NOPASSWD: SIDEKIQ_FLEET_SIDEKIQ
+deploy ALL=(root) NOPASSWD: SIDEKIQ_FLEET_SIDEKIQ_F52E4CD0B298
 """
 
 
@@ -177,8 +177,8 @@ def test_sudoers_names_the_configured_user_and_unit(existing_values) -> None:
     existing_values["sidekiq"] = {"unitName": "sidekiq-critical", "user": "app_runner"}
     text = render_sudoers(stage_from(existing_values))
     rules = [line for line in text.splitlines() if not line.startswith("#")]
-    assert rules[0] == "Cmnd_Alias SIDEKIQ_FLEET_SIDEKIQ_CRITICAL = \\"
-    assert rules[-1] == "app_runner ALL=(root) NOPASSWD: SIDEKIQ_FLEET_SIDEKIQ_CRITICAL"
+    assert rules[0] == "Cmnd_Alias SIDEKIQ_FLEET_SIDEKIQ_CRITICAL_84CB65B67956 = \\"
+    assert rules[-1] == "app_runner ALL=(root) NOPASSWD: SIDEKIQ_FLEET_SIDEKIQ_CRITICAL_84CB65B67956"
     commands = [line.strip().removesuffix(", \\") for line in rules[1:-1]]
     assert commands == [
         f"/usr/local/sbin/sidekiq-criticalctl {verb}"
@@ -201,6 +201,25 @@ def test_every_rendered_sudoers_passes_visudo(existing_values, tmp_path: Path, c
     path.write_text(render_sudoers(stage_from(existing_values)))
     result = subprocess.run(["visudo", "-cf", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_drop_ins_of_unit_names_that_differ_only_in_case_or_dash_pass_visudo_together(
+    existing_values, tmp_path: Path
+) -> None:
+    """Issue 15, hole 4: all three mapped to SIDEKIQ_FLEET_SIDEKIQ_A, and sudo refuses an alias twice."""
+    includes = []
+    for name in ("sidekiq-a", "sidekiq_a", "SIDEKIQ-A"):
+        existing_values["sidekiq"] = {"unitName": name}
+        path = tmp_path / f"sidekiq-fleet-{name}"
+        path.write_text(render_sudoers(stage_from(existing_values)))
+        includes.append(f"@include {path}\n")
+    main = tmp_path / "sudoers"
+    main.write_text("".join(includes))
+    result = subprocess.run(["visudo", "-cf", str(main)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # The check is real: the same alias in two of them fails.
+    (tmp_path / "sidekiq-fleet-SIDEKIQ-A").write_text((tmp_path / "sidekiq-fleet-sidekiq-a").read_text())
+    assert subprocess.run(["visudo", "-cf", str(main)], capture_output=True).returncode != 0
 
 
 def test_visudo_rejects_a_broken_file(tmp_path: Path) -> None:

@@ -263,6 +263,44 @@ def test_a_sudoers_that_fails_visudo_installs_nothing(host: FakeHost, with_env: 
     assert not run.ran("systemd-analyze"), "install stops at the first failed check"
 
 
+def test_the_whole_sudoers_configuration_is_checked_with_the_new_drop_in_in_place(
+    host: FakeHost, with_env: Stage
+) -> None:
+    """Issue 15, hole 4: on copies, with /etc/sudoers's includedir pointed at them; the old drop-in
+    gives way to the new one, the other files stay."""
+    contents = staged(host, with_env)
+    seed_old(host)
+    host.seed("/etc/sudoers", "Defaults env_reset\n@includedir /etc/sudoers.d\n", 0o440)
+    host.seed("/etc/sudoers.d/other-team", "Cmnd_Alias X = /bin/true\n", 0o440)
+    # The fake shows what it was given, then fails as visudo does on an alias defined twice.
+    host.on(
+        "visudo",
+        "-cf */sudoers",
+        'grep include "$2" >&2; for f in other-team sidekiq-fleet-sidekiq; do '
+        'echo "$f: $(head -c 30 "${2%/*}/sudoers.d/$f")" >&2; done; exit 1',
+    )
+    run = host.run(scripts.install(with_env, render_files(with_env), "web1"))
+    assert_nothing_installed(host, run, OLD_FILES)
+    new = contents[SUDOERS][:30]
+    assert run.stderr == (
+        f"{SAY}FAILED: the sudoers configuration with the new drop-in failed visudo -c, nothing installed: "
+        f"@includedir {WORK}/sudoers.d\nother-team: Cmnd_Alias X = /bin/true\n"
+        f"sidekiq-fleet-sidekiq: {new}\n"
+    )
+    assert not run.ran("systemd-analyze"), "install stops at the first failed check"
+
+
+def test_a_sudoers_that_does_not_include_the_drop_in_directory_is_named(
+    host: FakeHost, with_env: Stage
+) -> None:
+    staged(host, with_env)
+    host.seed("/etc/sudoers", "Defaults env_reset\n", 0o440)
+    run = host.run(scripts.install(with_env, render_files(with_env), "web1"))
+    assert run.returncode == 0, run.stderr
+    note = f"{SAY}note: /etc/sudoers does not include /etc/sudoers.d, so sudo will not read the drop-in"
+    assert note in run.stdout.splitlines()
+
+
 def test_a_control_script_that_fails_bash_n_installs_nothing(host: FakeHost, with_env: Stage) -> None:
     staged(host, with_env)
     seed_old(host)
