@@ -78,15 +78,18 @@ class SidekiqService(pulumi.ComponentResource):
         ssh = stage.config.ssh
         app_version = stage.config.app_version
         has_secrets = any(f.secret for f in files)
-        connection = remote.ConnectionArgs(
-            host=host.address,
-            port=host.port,
-            user=stage.ssh_user,
-            private_key=private_key,
-            host_key=host.host_key,
-            dial_error_limit=ssh.dial_error_limit,
-            per_dial_timeout=ssh.per_dial_timeout,
-        )
+
+        def connection_to(host_key: pulumi.Input[str] | None) -> remote.ConnectionArgs:
+            return remote.ConnectionArgs(
+                host=host.address,
+                port=host.port,
+                user=stage.ssh_user,
+                private_key=private_key,
+                host_key=host_key,
+                dial_error_limit=ssh.dial_error_limit,
+                per_dial_timeout=ssh.per_dial_timeout,
+            )
+
         logged = remote.Logging.STDOUT_AND_STDERR
 
         def child(**kwargs: object) -> pulumi.ResourceOptions:
@@ -102,11 +105,15 @@ class SidekiqService(pulumi.ComponentResource):
         )
         prepare = remote.Command(
             f"{name}-prepare",
-            connection=connection,
+            connection=connection_to(host.host_key),
             create=scripts.prepare_host(stage, host.name),
             logging=logged,
             opts=child(depends_on=[port_open]),
         )
+        # For hosts without a configured key (EC2): what the first connection found, trust on first use.
+        self.learned_host_key = prepare.stdout.apply(scripts.host_key_from)
+        # Every later connection pins it: only prepare's first one trusts.
+        connection = connection_to(host.host_key or self.learned_host_key)
         public = [file for file in files if not file.secret]
         (staging,) = {posixpath.dirname(file.staged_path) for file in public}
         # CopyToRemote's update copies only when the source changed: a host replaced behind the same
@@ -169,7 +176,5 @@ class SidekiqService(pulumi.ComponentResource):
             logging=logged,
             opts=child(depends_on=[prepare]),
         )
-        # For hosts without a configured key (EC2): what the first connection found, trust on first use.
-        self.learned_host_key = prepare.stdout.apply(scripts.host_key_from)
         self.deployed_version = self.restart.id.apply(lambda _: app_version)
         self.register_outputs({"appVersion": self.deployed_version})

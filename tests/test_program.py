@@ -414,6 +414,17 @@ def test_ssh_goes_to_the_configured_instance_address(ssh_address: str, prefix: s
     assert [h["address"] for h in monitor.stack_outputs["hosts"]] == [f"{prefix}1", f"{prefix}2"]
 
 
+def test_after_prepare_every_connection_to_an_instance_pins_the_key_prepare_learnt(
+    ec2_program: RecordingMonitor,
+) -> None:
+    """Issue 15, hole 6: only the first connection to a new instance trusts on first use."""
+    for host in HOSTS:
+        assert "hostKey" not in connection_of(ec2_program.registrations[f"{host}-prepare"])
+        for step in ("copy-files", "copy-env", "install", "restart", "uninstall"):
+            connection = connection_of(ec2_program.registrations[f"{host}-{step}"])
+            assert connection["hostKey"] == learned_key(host), (host, step)
+
+
 def test_existing_hosts_get_the_same_output_shape_and_pinned_keys() -> None:
     monitor = configure("staging", EXISTING_STAGE, secret_keys=("ssh",))
 
@@ -442,8 +453,9 @@ def test_existing_hosts_get_the_same_output_shape_and_pinned_keys() -> None:
     assert set(hosts[1]) == set(hosts[0])
     # A configured key is never replaced by what prepare printed.
     assert hosts[1]["hostKey"] == EXISTING_STAGE["hosts"]["existing"][1]["hostKey"] != learned_key("web2")
-    connection = connection_of(monitor.registrations["web2-prepare"])
-    assert connection["hostKey"] == EXISTING_STAGE["hosts"]["existing"][1]["hostKey"]
+    for step in ("prepare", "copy-files", "install", "restart", "uninstall"):
+        connection = connection_of(monitor.registrations[f"web2-{step}"])
+        assert connection["hostKey"] == EXISTING_STAGE["hosts"]["existing"][1]["hostKey"], step
     assert connection["port"] == 2222.0 and connection["user"] == "admin"
     assert not [r for r in monitor.of_type("command:remote:CopyToRemote") if r.name.endswith("-env")]
 
