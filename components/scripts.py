@@ -445,7 +445,9 @@ def uninstall(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
         f"dir={_resolve(unit_dir(stage))}",
         # Listed by the directory's owner, in name order: plain files with the group's marker, and a
         # legacy G.service with the managed note. A link or a FIFO in their place is never read.
+        # A name that starts with "-" would be an option to systemctl: as for unitName, none is ours.
         f'mapfile -t units < <({in_unit_dir}find -H "$dir" -mindepth 1 -maxdepth 1 -type f '
+        "-name '[[:alnum:]]*' "
         f"\\( -exec grep -q -x -F -e {q(group_marker(stage))} {{}} ';' -o -name {q(group + '.service')} "
         f"-exec grep -q -F -e {q(MANAGED_NOTE)} {{}} ';' \\) -printf '%f\\n' 2>/dev/null | LC_ALL=C sort)",
         # Slots are the instances of each template; each may have a drain unit running.

@@ -737,6 +737,51 @@ def test_user_scope_uninstall_removes_the_users_units_and_version(host: FakeHost
         if path.startswith(("~", CONTROL)):
             assert host.removed(path), path
     assert {path: host.file(path) for path in OTHERS} == OTHERS
+    # Deploy deletes in its home; root never does.
+    assert not [c for c in run.calls_by(0) if "/home/" in c and c.split(" ", 1)[0] in ("rm", "rmdir")]
+    assert "rm -f /home/deploy/.config/systemd/user/sidekiq.target" in run.calls_by(DEPLOY_UID)
+
+
+def test_a_file_whose_name_starts_with_a_dash_is_never_a_unit_to_stop(host: FakeHost, staging: Stage) -> None:
+    installed(host, staging, extra={"/etc/systemd/system/--now@.service": MARKER})
+    host.on("systemctl", "is-active *", "exit 3")
+    run = host.run(scripts.uninstall(staging, render_files(staging), "web1"))
+    assert run.returncode == 0, run.stderr
+    assert not [c for c in run.ran("systemctl") if "--now@" in c or "--now-drain" in c]
+    assert host.file("/etc/systemd/system/--now@.service") == MARKER
+
+
+def test_user_scope_uninstall_cannot_be_pointed_at_roots_files(host: FakeHost, existing_values) -> None:
+    """Issue 15, hole 1, attack C: deploy links its state directory to /var/lib."""
+    existing_values["sidekiq"] = {"scope": "user"}
+    stage = stage_from(existing_values)
+    installed(host, stage, extra={})
+    host.seed("/var/lib/sidekiq/kept", "root's\n")
+    state = "/home/deploy/.local/state/sidekiq-fleet"
+    host.seed(state, "")
+    host.symlink(state, "/var/lib")
+    host.on("runuser", "* is-active *", "exit 3")
+    run = host.run(scripts.uninstall(stage, render_files(stage), "web1"))
+    assert run.returncode == 0, run.stderr
+    assert host.file("/var/lib/sidekiq/kept") == "root's\n"
+    assert f"{SAY}note: {state}/sidekiq was left in place" in run.stdout.splitlines()
+    assert host.removed("/home/deploy/.config/systemd/user/sidekiq.target"), "the rest is uninstalled"
+
+
+def test_user_scope_install_cannot_be_pointed_at_a_root_directory(host: FakeHost, existing_values) -> None:
+    """Issue 15, hole 1, attack A: deploy links its unit directory to /etc/profile.d."""
+    existing_values["sidekiq"] = {"scope": "user"}
+    stage = stage_from(existing_values)
+    staged(host, stage)
+    host.seed("/etc/profile.d/site.sh", "# root's\n")
+    units = "/home/deploy/.config/systemd/user"
+    host.seed(units, "")
+    host.symlink(units, "/etc/profile.d")
+    run = host.run(scripts.install(stage, render_files(stage), "web1"))
+    assert run.returncode == 1
+    assert f"{SAY}FAILED: could not stage {units}/sidekiq.target as deploy, nothing installed" in run.stderr
+    assert "Permission denied" in run.stderr
+    assert host.changes() == set(), "nothing installed, nothing left behind"
 
 
 # --- prepare_host and wait_for_port -----------------------------------------------------------
