@@ -216,8 +216,9 @@ def _check_whole_sudoers(path: str, copy: str) -> list[str]:
     return [
         'mkdir -m 0700 "$work/sudoers.d"',
         f"for f in {q(directory)}/*; do",
-        f'  [ ! -f "$f" ] || [ "${{f##*/}}" = {q(name)} ] || cp -p "$f" "$work/sudoers.d/"',
+        '  [ ! -f "$f" ] || cp -p "$f" "$work/sudoers.d/"',
         "done",
+        # Over the installed one, if any.
         f'cp -p {copy} "$work/sudoers.d"/{q(name)}',
         f"if ! grep -Eq {q(include)} /etc/sudoers; then",
         f'  say "note: /etc/sudoers does not include {directory}, so sudo will not read the drop-in"',
@@ -345,7 +346,8 @@ def install(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
     # One "%s" per argument, each key with its newline: no key at all writes an empty file.
     listed = " ".join(q(key + "\n") for key in keys)
     body.append(f'printf "%s" {listed} >"$work/authorized_keys"')
-    body += ["unit_changed=0", "changed=0", "staged=()"]
+    body += ["unit_changed=0", "changed=0"]
+    body.append("staged=()")  # pragma: no mutate - bash 5 takes an unset array as empty
     for index, (file, name, copy) in enumerate(
         zip(files, names, copies, strict=True)  # pragma: no mutate - same lengths
     ):

@@ -782,6 +782,8 @@ def test_user_scope_install_cannot_be_pointed_at_a_root_directory(host: FakeHost
     assert f"{SAY}FAILED: could not stage {units}/sidekiq.target as deploy, nothing installed" in run.stderr
     assert "Permission denied" in run.stderr
     assert host.changes() == set(), "nothing installed, nothing left behind"
+    # Even cleaning up after the failure, root deletes nothing in deploy's home.
+    assert not [c for c in run.calls_by(0) if c.startswith("rm ") and "/home/" in c]
 
 
 # --- prepare_host and wait_for_port -----------------------------------------------------------
