@@ -8,7 +8,8 @@ from typing import Any
 import pulumi
 
 from .config import Stage
-from .hosts import provision_hosts
+from .hosts import Host, provision_hosts
+from .outputs import OUTPUTS_VERSION, StackOutputs
 from .render import control_path, render_files, target_name, template_name
 from .service import BUNDLE_DIR, SidekiqService, write_bundle
 
@@ -17,8 +18,8 @@ def batches(items: list[Any], size: int) -> list[list[Any]]:
     return [items[start : start + size] for start in range(0, len(items), size)]
 
 
-def deploy_fleet(stage: Stage, project_dir: Path) -> dict[str, Any]:
-    """Register every resource of the stage and return the stack outputs.
+def deploy_fleet(stage: Stage, project_dir: Path) -> dict[str, pulumi.Output[Any]]:
+    """Register every resource of the stage and return the stack outputs (components/outputs.py).
 
     The restart of batch k+1 waits for every restart of batch k, so a host that
     does not come back halts the rollout and later hosts keep the old version.
@@ -43,7 +44,21 @@ def deploy_fleet(stage: Stage, project_dir: Path) -> dict[str, Any]:
     # What the ops commands address: the target (every slot) and each process's slot template.
     units = [target_name(stage), *(template_name(stage, process) for process in stage.processes)]
     control = control_path(stage)
+    outputs = pulumi.Output.from_input(_outputs(stage, hosts, services, units, control))
+    # Checked against the contract that readers use, then exported key by key.
+    checked = outputs.apply(lambda plain: StackOutputs.model_validate(plain).model_dump(by_alias=True))
     return {
+        field.alias or name: checked.apply(lambda values, key=field.alias or name: values[key])
+        for name, field in StackOutputs.model_fields.items()
+    }
+
+
+def _outputs(
+    stage: Stage, hosts: list[Host], services: list[SidekiqService], units: list[str], control: str
+) -> dict[str, Any]:
+    config = stage.config
+    return {
+        "outputsVersion": OUTPUTS_VERSION,
         "stage": stage.name,
         "app": config.app,
         "appVersion": config.app_version,
@@ -51,6 +66,7 @@ def deploy_fleet(stage: Stage, project_dir: Path) -> dict[str, Any]:
         "deployUser": config.sidekiq.user,
         "units": units,
         "control": control,
+        "batchSize": config.rollout.batch_size,
         "hosts": [
             {
                 "name": host.name,

@@ -271,8 +271,7 @@ async def run(args: argparse.Namespace) -> int:
 
     label = f"{args.verb} {fleet.stage}"
     if args.verb == "restart":
-        size = load_stage(fleet.stage, args.project).config.rollout.batch_size
-        results = await ssh.run_in_batches(targets, size, command_for, options, label)
+        results = await ssh.run_in_batches(targets, fleet.batch_size, command_for, options, label)
     else:
         results = await ssh.run_many(targets, command_for, options, ssh.Progress(label))
     return report(fleet, args.verb, results, time.monotonic() - started, args.json)

@@ -47,11 +47,6 @@ def control_command(fleet: Fleet, host: Host, verb: str) -> str:
         raise ValueError(
             f"{verb!r} is not a deploy verb of the control script; expected one of {DEPLOY_VERBS}"
         )
-    if host.control_script is None:
-        raise ValueError(
-            f"the stack outputs give no `control` path for host {host.name}: "
-            "run `pulumi up` with this version of sidekiq-fleet first"
-        )
     words = [host.control_script, verb]
     if fleet.scope == "system":
         words = ["sudo", "-n", *words]

@@ -1,4 +1,4 @@
-"""The hosts of a stage, from its stack outputs (see components/fleet.py for their shape).
+"""The hosts of a stage, from its stack outputs (their contract: components/outputs.py).
 
 The outputs come from the Pulumi Automation API (the project directory, stack name = stage), or
 from a saved `pulumi stack output --json` for runners without the engine. The stage file is not
@@ -12,6 +12,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from components.outputs import OUTPUTS_VERSION, StackOutputs
 
 T = TypeVar("T")
 
@@ -28,7 +32,7 @@ class Host:
     address: str
     port: int
     host_key: str | None
-    control_script: str | None
+    control_script: str
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,7 @@ class Fleet:
     stage: str
     deploy_user: str
     scope: str
+    batch_size: int
     hosts: tuple[Host, ...]
 
     def select(self, names: Sequence[str] | None) -> list[Host]:
@@ -52,47 +57,46 @@ class Fleet:
         return [host for host in self.hosts if host.name in names]
 
 
-def _field(where: str, values: Mapping[str, Any], key: str, kind: type, optional: bool = False) -> Any:
-    value = values.get(key)
-    if value is None and optional:
-        return None
-    # bool is an int in Python; a port of `true` is still wrong.
-    if not isinstance(value, kind) or isinstance(value, bool):
-        expected = {str: "a string", int: "an integer", list: "a list"}[kind]
-        raise OpsError(f"stack outputs of {where}: {key} is {json.dumps(value)}; expected {expected}")
-    return value
+def _where(location: tuple[int | str, ...]) -> str:
+    """hosts[1].address from pydantic's ("hosts", 1, "address")."""
+    text = ""
+    for part in location:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text
 
 
 def fleet_from_outputs(stage: str, outputs: Mapping[str, Any]) -> Fleet:
-    """Check the outputs' shape and keep what the ops commands use.
-
-    `control` is read per host, else at the top level (the path is the same on every host).
-    """
-    if not isinstance(outputs.get("hosts"), list):
+    """Check the outputs against the contract (components/outputs.py) and keep what the ops commands use."""
+    if "hosts" not in outputs:
         raise OpsError(
-            f"stack outputs of {stage} have no `hosts` list (keys: {', '.join(sorted(outputs)) or 'none'}); "
+            f"stack outputs of {stage} have no `hosts` (keys: {', '.join(sorted(outputs)) or 'none'}); "
             "expected the outputs of this program after a `pulumi up`"
         )
-    deploy_user = _field(stage, outputs, "deployUser", str)
-    scope = _field(stage, outputs, "scope", str, optional=True) or "system"
-    if scope not in ("system", "user"):
-        raise OpsError(f"stack outputs of {stage}: scope is {json.dumps(scope)}; expected system or user")
-    default_control = _field(stage, outputs, "control", str, optional=True)
-    hosts = []
-    for index, values in enumerate(outputs["hosts"]):
-        where = f"{stage}: hosts[{index}]"
-        if not isinstance(values, Mapping):
-            raise OpsError(f"stack outputs of {where} is {json.dumps(values)}; expected an object")
-        hosts.append(
-            Host(
-                name=_field(where, values, "name", str),
-                address=_field(where, values, "address", str),
-                port=_field(where, values, "port", int),
-                host_key=_field(where, values, "hostKey", str, optional=True),
-                control_script=_field(where, values, "control", str, optional=True) or default_control,
-            )
+    version = outputs.get("outputsVersion")
+    if version != OUTPUTS_VERSION:
+        written_by = f"outputsVersion {json.dumps(version)}" if version is not None else "an earlier version"
+        raise OpsError(
+            f"stack outputs of {stage} were written by {written_by}; this sidekiq-fleet reads outputsVersion "
+            f"{OUTPUTS_VERSION}: run `pulumi up -s {stage}` once with it, then try again"
         )
-    return Fleet(stage=stage, deploy_user=deploy_user, scope=scope, hosts=tuple(hosts))
+    try:
+        checked = StackOutputs.model_validate(outputs)
+    except ValidationError as error:
+        problems = [
+            f"{_where(e['loc'])} is {json.dumps(e.get('input'), default=str)}: {e['msg']}"
+            if e["type"] != "missing"
+            else f"{_where(e['loc'])} is missing"
+            for e in error.errors()
+        ]
+        raise OpsError(f"stack outputs of {stage}: {'; '.join(problems)}") from None
+    hosts = tuple(Host(h.name, h.address, h.port, h.host_key, h.control) for h in checked.hosts)
+    return Fleet(
+        stage=stage,
+        deploy_user=checked.deploy_user,
+        scope=checked.scope,
+        batch_size=checked.batch_size,
+        hosts=hosts,
+    )
 
 
 def read_outputs_file(path: Path) -> dict[str, Any]:

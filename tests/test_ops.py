@@ -10,6 +10,8 @@ import asyncio
 import io
 import json
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -25,14 +27,17 @@ KEY_2 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJec+JKN0+LG/KBxFYTAQ1mEBOapWbz9bRn
 
 
 def outputs(**top) -> dict:
-    """Stack outputs as components/fleet.py exports them, plus the control of issue 8."""
+    """Stack outputs as components/fleet.py exports them (outputsVersion 2), written out here."""
     return {
+        "outputsVersion": 2,
         "stage": "staging",
         "app": "example",
         "appVersion": "3f2c1e9",
         "scope": "system",
         "deployUser": "deploy",
-        "units": ["sidekiq.service"],
+        "units": ["sidekiq.target", "sidekiq-default@.service"],
+        "control": "/usr/local/sbin/sidekiqctl",
+        "batchSize": 2,
         "hosts": [
             {
                 "name": "web1",
@@ -40,9 +45,9 @@ def outputs(**top) -> dict:
                 "port": 22,
                 "sshUser": "admin",
                 "hostKey": KEY_1,
-                "units": ["sidekiq.service"],
-                "appVersion": "3f2c1e9",
+                "units": ["sidekiq.target", "sidekiq-default@.service"],
                 "control": "/usr/local/sbin/sidekiqctl",
+                "appVersion": "3f2c1e9",
                 "instanceId": None,
             },
             {
@@ -51,7 +56,8 @@ def outputs(**top) -> dict:
                 "port": 2222,
                 "sshUser": "admin",
                 "hostKey": None,
-                "units": ["sidekiq.service"],
+                "units": ["sidekiq.target", "sidekiq-default@.service"],
+                "control": "/usr/local/sbin/workersctl",
                 "appVersion": None,
             },
         ],
@@ -61,7 +67,7 @@ def outputs(**top) -> dict:
 
 @pytest.fixture
 def fleet() -> Fleet:
-    return fleet_from_outputs("staging", outputs(control="/usr/local/sbin/workersctl"))
+    return fleet_from_outputs("staging", outputs())
 
 
 # --- outputs -------------------------------------------------------------------------------------
@@ -72,41 +78,48 @@ def test_fleet_from_outputs(fleet):
         stage="staging",
         deploy_user="deploy",
         scope="system",
+        batch_size=2,
         hosts=(
             Host("web1", "198.51.100.7", 22, KEY_1, "/usr/local/sbin/sidekiqctl"),
-            # No control of its own: the top-level one.
             Host("web2", "198.51.100.8", 2222, None, "/usr/local/sbin/workersctl"),
         ),
     )
 
 
-def test_outputs_without_scope_or_control_script():
-    values = outputs()
-    del values["scope"]
-    fleet = fleet_from_outputs("staging", values)
-    assert fleet.scope == "system"
-    assert [host.control_script for host in fleet.hosts] == ["/usr/local/sbin/sidekiqctl", None]
+def test_outputs_as_the_engine_gives_them_with_numbers_as_floats_and_new_fields():
+    values = outputs(outputsVersion=2.0, batchSize=2.0, addedLater="ignored")
+    values["hosts"][0]["port"] = 22.0
+    assert fleet_from_outputs("staging", values) == fleet_from_outputs("staging", outputs())
 
 
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda o: o.pop("hosts"), "stack outputs of staging have no `hosts` list (keys: app, appVersion, "),
-        (lambda o: o.clear(), "stack outputs of staging have no `hosts` list (keys: none)"),
-        (lambda o: o.pop("deployUser"), "stack outputs of staging: deployUser is null; expected a string"),
+        (lambda o: o.pop("hosts"), "stack outputs of staging have no `hosts` (keys: app, appVersion, "),
+        (lambda o: o.clear(), "stack outputs of staging have no `hosts` (keys: none)"),
+        # A stack written before the contract had a version: it says what to do.
+        (
+            lambda o: o.pop("outputsVersion"),
+            "stack outputs of staging were written by an earlier version; this sidekiq-fleet reads "
+            "outputsVersion 2: run `pulumi up -s staging` once with it, then try again",
+        ),
+        (lambda o: o.update(outputsVersion=3), "were written by outputsVersion 3; this sidekiq-fleet reads"),
+        (lambda o: o.pop("deployUser"), "stack outputs of staging: deployUser is missing"),
+        (lambda o: o.pop("batchSize"), "stack outputs of staging: batchSize is missing"),
         (
             lambda o: o.update(scope="global"),
-            'stack outputs of staging: scope is "global"; expected system or user',
+            "stack outputs of staging: scope is \"global\": Input should be 'system' or 'user'",
         ),
         (
             lambda o: o["hosts"].append("web3"),
-            'stack outputs of staging: hosts[2] is "web3"; expected an object',
+            'stack outputs of staging: hosts[2] is "web3": Input should be a valid dictionary',
         ),
-        (lambda o: o["hosts"][1].pop("address"), "staging: hosts[1]: address is null; expected a string"),
-        (lambda o: o["hosts"][0].update(port="22"), 'staging: hosts[0]: port is "22"; expected an integer'),
-        (lambda o: o["hosts"][0].update(port=True), "staging: hosts[0]: port is true; expected an integer"),
-        (lambda o: o["hosts"][0].update(hostKey=1), "staging: hosts[0]: hostKey is 1; expected a string"),
-        (lambda o: o.update(control=[]), "staging: control is []; expected a string"),
+        (lambda o: o["hosts"][1].pop("address"), "staging: hosts[1].address is missing"),
+        (lambda o: o["hosts"][0].update(port="x"), 'staging: hosts[0].port is "x": Input should be a valid'),
+        (lambda o: o["hosts"][0].update(port=0), "staging: hosts[0].port is 0: Input should be greater than"),
+        (lambda o: o["hosts"][0].update(hostKey=1), "hosts[0].hostKey is 1: Input should be a valid"),
+        (lambda o: o.update(control=[]), "staging: control is []: Input should be a valid string"),
+        (lambda o: o.update(batchSize=0), "batchSize is 0: Input should be greater than or equal to 1"),
     ],
 )
 def test_outputs_shape_errors(change, message):
@@ -163,17 +176,10 @@ def test_control_command_quotes_the_path(fleet):
     assert control.control_command(fleet, host, "stop") == "sudo -n '/opt/my tools/$(reboot)ctl' stop"
 
 
-def test_control_command_refuses_other_verbs_and_a_missing_script(fleet):
+def test_control_command_refuses_other_verbs(fleet):
     for verb in ("drain", "first-release", "status; reboot", "restart v2"):
         with pytest.raises(ValueError, match="is not a deploy verb of the control script"):
             control.control_command(fleet, fleet.hosts[0], verb)
-    bare = fleet_from_outputs("staging", outputs())
-    with pytest.raises(ValueError) as error:
-        control.control_command(bare, bare.hosts[1], "status")
-    assert str(error.value) == (
-        "the stack outputs give no `control` path for host web2: "
-        "run `pulumi up` with this version of sidekiq-fleet first"
-    )
 
 
 def test_the_target_is_the_deploy_user_never_the_login_user(fleet):
@@ -331,7 +337,7 @@ def test_ansible_inventory(fleet):
             }
         }
     }
-    other = Fleet("pre-prod.eu", "deploy", "system", fleet.hosts)
+    other = Fleet("pre-prod.eu", "deploy", "system", 1, fleet.hosts)
     assert "sidekiq_pre_prod_eu:" in inventory.render_inventory(other, "ansible")
 
 
@@ -557,21 +563,20 @@ def test_project_dir_default_is_this_checkout():
     assert cli.build_parser().parse_args(["render", "x"]).project == Path(cli.__file__).resolve().parents[1]
 
 
-def test_a_host_without_a_command_fails_alone():
-    """No control for one host: that host fails with the reason, the others still run."""
-    fleet = fleet_from_outputs("staging", outputs())
-    by_name = {host.name: host for host in fleet.hosts}
+def test_a_host_whose_command_cannot_be_built_fails_alone():
+    """The command builder refuses one host: that host fails with the reason, the others still run."""
     port = _closed_port()
-    loopback = [ssh.Target(name, "127.0.0.1", port, "deploy", KEY_1) for name in by_name]
-    done = asyncio.run(
-        ssh.run_many(
-            loopback, lambda t: control.control_command(fleet, by_name[t.name], "stop"), ssh.Options()
-        )
-    )
+    loopback = [ssh.Target(name, "127.0.0.1", port, "deploy", KEY_1) for name in ("web1", "web2")]
+
+    def command_for(target: ssh.Target) -> str:
+        if target.name == "web2":
+            raise ValueError("no command for web2")
+        return "true"
+
+    done = asyncio.run(ssh.run_many(loopback, command_for, ssh.Options()))
     assert [r.error for r in done] == [
         f"connection refused by 127.0.0.1:{port}: is sshd running?",
-        "the stack outputs give no `control` path for host web2: run `pulumi up` with this version of "
-        "sidekiq-fleet first",
+        "no command for web2",
     ]
 
 
@@ -733,3 +738,19 @@ def test_check_falls_back_to_the_stack_file_when_the_config_cannot_be_read(tmp_p
 )
 def test_text_from_a_host_reaches_the_terminal_without_control_characters(from_host, shown):
     assert ssh.printable(from_host) == shown
+
+
+@pytest.mark.parametrize(("batch_size", "skipped"), [(1, [False, True]), (2, [False, False])])
+def test_restart_takes_its_batch_size_from_the_outputs_not_the_stage_file(
+    tmp_path: Path, batch_size: int, skipped: list[bool]
+) -> None:
+    """No stage file in the project: everything restart needs is in the outputs."""
+    values = outputs(batchSize=batch_size)
+    for host in values["hosts"]:
+        host.update(address="127.0.0.1", port=_closed_port())
+    (tmp_path / "outputs.json").write_text(json.dumps(values))
+    argv = ["--project", str(tmp_path), "restart", "staging", "--outputs", str(tmp_path / "outputs.json")]
+    run = subprocess.run([sys.executable, "-m", "ops", *argv, "--json"], capture_output=True, text=True)
+    assert run.returncode == 1, run.stderr
+    document = json.loads(run.stdout)
+    assert [host["skipped"] for host in document["hosts"]] == skipped

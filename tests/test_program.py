@@ -362,15 +362,17 @@ def test_secrets_stay_secret(ec2_program: RecordingMonitor) -> None:
 
 def test_stack_outputs_have_the_documented_shape(ec2_program: RecordingMonitor) -> None:
     outputs = ec2_program.stack_outputs
-    assert {k: outputs[k] for k in ("stage", "app", "appVersion", "scope", "deployUser", "units")} == {
+    assert {k: v for k, v in outputs.items() if k != "hosts"} == {
+        "outputsVersion": 2.0,
         "stage": "staging",
         "app": "example",
         "appVersion": "v1.2.3",
         "scope": "system",
         "deployUser": "deploy",
         "units": ["sidekiq.target", "sidekiq-default@.service"],
+        "control": "/usr/local/sbin/sidekiqctl",
+        "batchSize": 1.0,
     }
-    assert outputs["control"] == "/usr/local/sbin/sidekiqctl"
     assert [h["name"] for h in outputs["hosts"]] == HOSTS
     first = outputs["hosts"][0]
     assert first == {

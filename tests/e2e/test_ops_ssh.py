@@ -34,14 +34,17 @@ PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
 def outputs_of(hosts: localhosts.Fleet, **changes: dict) -> dict:
-    """Stack outputs as the program exports them for these hosts (components/fleet.py)."""
+    """Stack outputs as the program exports them for these hosts (components/outputs.py)."""
     return {
+        "outputsVersion": 2,
         "stage": "local",
         "app": "example",
         "appVersion": "local-1",
         "scope": "system",
         "deployUser": "deploy",
-        "units": ["sidekiq.service"],
+        "units": ["sidekiq.target", "sidekiq-default@.service"],
+        "control": "/usr/local/sbin/sidekiqctl",
+        "batchSize": 1,
         "hosts": [
             {
                 "name": host.name,
@@ -49,7 +52,8 @@ def outputs_of(hosts: localhosts.Fleet, **changes: dict) -> dict:
                 "port": host.port,
                 "sshUser": "admin",
                 "hostKey": host.host_key,
-                "units": ["sidekiq.service"],
+                "units": ["sidekiq.target", "sidekiq-default@.service"],
+                "control": "/usr/local/sbin/sidekiqctl",
                 "appVersion": "local-1",
                 **changes.get(host.name, {}),
             }
@@ -330,11 +334,9 @@ def test_cli_verb_without_the_control_script_fails_per_host(hosts: localhosts.Fl
 
 
 def test_cli_restart_stops_at_the_first_failed_batch(hosts: localhosts.Fleet, tmp_path: Path) -> None:
-    """`restart` takes rollout.batchSize from the stage file (Pulumi.local.yaml: 1): the first host
-    fails (no drop-in yet), so the second is never contacted."""
-    outputs = outputs_of(hosts)
-    outputs["control"] = "/usr/local/sbin/sidekiqctl"
-    (tmp_path / "outputs.json").write_text(json.dumps(outputs))
+    """`restart` takes rollout.batchSize from the stack outputs (1 here): the first host fails (no
+    drop-in yet), so the second is never contacted."""
+    (tmp_path / "outputs.json").write_text(json.dumps(outputs_of(hosts)))
     command = [str(PROJECT_DIR / ".venv/bin/sidekiq-fleet"), "restart", "local", "--json"]
     command += ["--outputs", str(tmp_path / "outputs.json"), "-i", str(hosts[0].private_key_path)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=60)
