@@ -152,7 +152,7 @@ def _detail(verb: str, result: ssh.Result, records: list[dict[str, Any]] | None)
     if not result.ok:
         return result.error or "failed"
     if records is not None:
-        return control.status_summary(records)
+        return "no slot enabled or active"  # a host with a slot shows in the table instead
     last = [line for line in result.stdout.splitlines() if line.strip()][-1:]
     return last[0] if last else "done"
 
@@ -206,8 +206,11 @@ def report(
     rows = [(name, record) for name, records in statuses.items() for record in records]
     if rows:
         print(control.status_table(rows), file=out)
+    in_table = {name for name, _ in rows}
     width = max((len(result.name) for result in results), default=0)
     for result in results:
+        if result.name in in_table:
+            continue  # its rows say it all
         detail = _detail(verb, result, statuses.get(result.name))
         print(f"{result.name.ljust(width)}  {_outcome(result):<7}  {detail}", file=lines_out)
         for problem in (drift or {}).get(result.name, []):

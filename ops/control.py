@@ -97,22 +97,6 @@ def parse_status(stdout: str) -> list[dict[str, Any]]:
     return records
 
 
-def status_summary(records: list[dict[str, Any]]) -> str:
-    """The host's result line: the active slot of each process."""
-    if not records:
-        return "no slot enabled or active"
-    parts = []
-    for record in records:
-        if record["state"] != "active":
-            continue
-        quiet = ", quiet" if record["quiet"] else ""
-        parts.append(
-            f"{record['process']}@{record['slot']} pid {_show(record['pid'])} "
-            f"busy {_show(record['busy'])}/{_show(record['concurrency'])}{quiet}"
-        )
-    return "; ".join(parts) or "nothing active"
-
-
 def _show(value: Any) -> str:
     if value is None:
         return "-"

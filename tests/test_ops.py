@@ -275,13 +275,6 @@ def test_parse_status_refuses_broken_lines(line, message):
     assert message in str(error.value)
 
 
-def test_status_summary():
-    records = control.parse_status(f"{DOC_LINE}\n{DRAINING}\n{STOPPED}")
-    assert control.status_summary(records) == "default@a pid 1234 busy 0/5; default@b pid 987 busy 3/5, quiet"
-    assert control.status_summary(records[2:]) == "nothing active"
-    assert control.status_summary([]) == "no slot enabled or active"
-
-
 def test_status_table():
     records = control.parse_status(f"{DOC_LINE}\n{STOPPED}")
     table = control.status_table([("web1", records[0]), ("web-two", records[1])])
@@ -442,10 +435,12 @@ def test_report_status_table_and_json(fleet):
     assert lines[0].split() == list(control.STATUS_COLUMNS)
     assert lines[1].split()[:6] == ["web1", "default", "a", "yes", "active", "1234"]
     assert lines[2].split()[:6] == ["web1", "default", "b", "no", "active", "987"]
-    assert lines[3] == "web1  ok       default@a pid 1234 busy 0/5; default@b pid 987 busy 3/5, quiet"
+    # Each host once: web1 in the table only, web2 (no rows) on a line of its own.
     assert (
-        lines[4] == "web2  FAILED   unreadable status line: 'process=default slot': 'slot' is not key=value"
+        lines[3] == "web2  FAILED   unreadable status line: 'process=default slot': 'slot' is not key=value"
     )
+    assert lines[4].startswith("status staging: 1 of 2 hosts ok; failed: web2 (")
+    assert len(lines) == 5
     good.ok, garbled.ok, garbled.error = True, True, None
     out = io.StringIO()
     cli.report(fleet, "status", [good], 1.0, as_json=True, out=out)
@@ -754,3 +749,13 @@ def test_restart_takes_its_batch_size_from_the_outputs_not_the_stage_file(
     assert run.returncode == 1, run.stderr
     document = json.loads(run.stdout)
     assert [host["skipped"] for host in document["hosts"]] == skipped
+
+
+def test_report_status_of_a_host_with_no_slot_is_a_line_of_its_own(fleet):
+    empty = ssh.Result("web1", ok=True, exit_status=0, stdout="")
+    out = io.StringIO()
+    assert cli.report(fleet, "status", [empty], 1.0, as_json=False, out=out) == 0
+    assert out.getvalue().splitlines() == [
+        "web1  ok       no slot enabled or active",
+        "status staging: 1 of 1 hosts ok (1.0 s)",
+    ]
