@@ -1,4 +1,5 @@
-"""`python -m components render <stage>`: print every file a stage would push.
+"""`python -m components render <stage>`: print every file a stage would push;
+`python -m components schema`: print the JSON schema of `Pulumi.<stage>.yaml`.
 
 Reads only Pulumi.<stage>.yaml: no AWS, no Pulumi engine. Encrypted values are
 shown as a placeholder, since only the engine can decrypt them.
@@ -7,18 +8,20 @@ shown as a placeholder, since only the engine can decrypt them.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from .config import SECRET_PLACEHOLDER, Stage, StageConfigError, parse_stage, values_from_stack_file
 from .render import render_files
+from .schema import stage_file_schema
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 def load_stage(stage_name: str, project_dir: Path = PROJECT_DIR) -> Stage:
-    """The stage from its stack file alone (also read by the ops command, for rollout.batchSize)."""
+    """The stage from its stack file alone (also read by `sidekiq-fleet check` with --outputs)."""
     stack_file = project_dir / f"Pulumi.{stage_name}.yaml"
     if not stack_file.is_file():
         raise FileNotFoundError(f"no stack file {stack_file.name} in {project_dir}")
@@ -48,7 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     render = commands.add_parser("render", help="print the files a stage would push")
     render.add_argument("stage")
+    commands.add_parser("schema", help="print the JSON schema of Pulumi.<stage>.yaml (schema/stage.json)")
     args = parser.parse_args(argv)
+    if args.command == "schema":
+        print(json.dumps(stage_file_schema(), indent=2, sort_keys=True))
+        return 0
     try:
         print(render_stage(args.stage), end="")
     except (StageConfigError, FileNotFoundError) as error:
