@@ -625,8 +625,9 @@ _DESCRIPTIONS = _descriptions(StageConfig)
 _UNION_TAGS = ("by-id", "lookup")
 
 
-def _key_path(loc: tuple[int | str, ...]) -> str:
-    """Turn a pydantic error location into a config key path such as hosts.existing[0].port."""
+def key_path(loc: tuple[int | str, ...]) -> str:
+    """Turn a pydantic error location into a key path such as hosts.existing[0].port (also used for
+    the stack outputs' errors)."""
     path = ""
     for i, item in enumerate(loc):
         # Discriminated unions add their tag to the location; the user never wrote it.
@@ -642,7 +643,7 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
 
 
 def _message(error: Mapping[str, Any]) -> str:
-    path = _key_path(tuple(error["loc"]))
+    path = key_path(tuple(error["loc"]))
     key = f"{NAMESPACE}:{path}" if path else f"{NAMESPACE} (top level)"
     kind = error["type"]
     if kind == "extra_forbidden":

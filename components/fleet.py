@@ -47,10 +47,8 @@ def deploy_fleet(stage: Stage, project_dir: Path) -> dict[str, pulumi.Output[Any
     outputs = pulumi.Output.from_input(_outputs(stage, hosts, services, units, control))
     # Checked against the contract that readers use, then exported key by key.
     checked = outputs.apply(lambda plain: StackOutputs.model_validate(plain).model_dump(by_alias=True))
-    return {
-        field.alias or name: checked.apply(lambda values, key=field.alias or name: values[key])
-        for name, field in StackOutputs.model_fields.items()
-    }
+    keys = [field.alias or name for name, field in StackOutputs.model_fields.items()]
+    return {key: checked.apply(lambda values, key=key: values[key]) for key in keys}
 
 
 def _outputs(
@@ -73,7 +71,7 @@ def _outputs(
                 "address": host.address,
                 "port": host.port,
                 "sshUser": stage.ssh_user,
-                "hostKey": host.host_key if host.host_key is not None else service.learned_host_key,
+                "hostKey": service.host_key,
                 "units": units,
                 "control": control,
                 "appVersion": service.deployed_version,

@@ -110,10 +110,10 @@ class SidekiqService(pulumi.ComponentResource):
             logging=logged,
             opts=child(depends_on=[port_open]),
         )
-        # For hosts without a configured key (EC2): what the first connection found, trust on first use.
-        self.learned_host_key = prepare.stdout.apply(scripts.host_key_from)
-        # Every later connection pins it: only prepare's first one trusts.
-        connection = connection_to(host.host_key or self.learned_host_key)
+        # The configured key, else (EC2) what prepare's first connection found: trust on first use
+        # for that one connection only, as every later one pins it.
+        self.host_key: pulumi.Input[str | None] = host.host_key or prepare.stdout.apply(scripts.host_key_from)
+        connection = connection_to(self.host_key)
         public = [file for file in files if not file.secret]
         (staging,) = {posixpath.dirname(file.staged_path) for file in public}
         # CopyToRemote's update copies only when the source changed: a host replaced behind the same

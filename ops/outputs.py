@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+from components.config import key_path
 from components.outputs import OUTPUTS_VERSION, StackOutputs
 
 T = TypeVar("T")
@@ -57,14 +58,6 @@ class Fleet:
         return [host for host in self.hosts if host.name in names]
 
 
-def _where(location: tuple[int | str, ...]) -> str:
-    """hosts[1].address from pydantic's ("hosts", 1, "address")."""
-    text = ""
-    for part in location:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
-    return text
-
-
 def fleet_from_outputs(stage: str, outputs: Mapping[str, Any]) -> Fleet:
     """Check the outputs against the contract (components/outputs.py) and keep what the ops commands use."""
     if "hosts" not in outputs:
@@ -83,9 +76,9 @@ def fleet_from_outputs(stage: str, outputs: Mapping[str, Any]) -> Fleet:
         checked = StackOutputs.model_validate(outputs)
     except ValidationError as error:
         problems = [
-            f"{_where(e['loc'])} is {json.dumps(e.get('input'), default=str)}: {e['msg']}"
+            f"{key_path(tuple(e['loc']))} is {json.dumps(e.get('input'), default=str)}: {e['msg']}"
             if e["type"] != "missing"
-            else f"{_where(e['loc'])} is missing"
+            else f"{key_path(tuple(e['loc']))} is missing"
             for e in error.errors()
         ]
         raise OpsError(f"stack outputs of {stage}: {'; '.join(problems)}") from None
