@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     render = commands.add_parser("render", help="print the files a stage would push")
     render.add_argument("stage")
-    commands.add_parser("schema", help="print the JSON schema of Pulumi.<stage>.yaml (schema/stage.json)")
+    commands.add_parser("schema", help="print the JSON schema of Pulumi.<stage>.yaml")
     args = parser.parse_args(argv)
     if args.command == "schema":
         print(json.dumps(stage_file_schema(), indent=2, sort_keys=True))

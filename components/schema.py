@@ -1,7 +1,7 @@
 """A JSON schema of `Pulumi.<stage>.yaml`, generated from the stage config model, for editors and CI.
 
-`python -m components schema > schema/stage.json` writes it; tests/test_schema.py fails when the
-committed file is stale.
+`python -m components schema > components/stage.schema.json` writes it; tests/test_schema.py fails when the
+committed file is stale. It lives under components/ because mutmut copies that tree for the fast suite.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""schema/stage.json: generated from the stage config model, and it judges stage files as the program does."""
+"""components/stage.schema.json: generated from the stage config model; it judges stage files as the
+program does."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import yaml
 from components.schema import stage_file_schema
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
-COMMITTED = PROJECT_DIR / "schema" / "stage.json"
+COMMITTED = PROJECT_DIR / "components" / "stage.schema.json"
 
 
 def validator() -> jsonschema.Draft202012Validator:
@@ -22,7 +23,7 @@ def validator() -> jsonschema.Draft202012Validator:
 
 def test_the_committed_schema_is_the_generated_one() -> None:
     assert json.loads(COMMITTED.read_text()) == stage_file_schema(), (
-        "schema/stage.json is stale: python -m components schema > schema/stage.json"
+        "components/stage.schema.json is stale: python -m components schema > components/stage.schema.json"
     )
 
 
