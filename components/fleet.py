@@ -7,10 +7,11 @@ from typing import Any
 
 import pulumi
 
+from . import layout
 from .config import Stage
 from .hosts import Host, provision_hosts
 from .outputs import OUTPUTS_VERSION, StackOutputs
-from .render import control_path, render_files, target_name, template_name
+from .render import render_files
 from .service import BUNDLE_DIR, SidekiqService, write_bundle
 
 
@@ -42,8 +43,9 @@ def deploy_fleet(stage: Stage, project_dir: Path) -> dict[str, pulumi.Output[Any
         previous = [service.restart for service in current]
 
     # What the ops commands address: the target (every slot) and each process's slot template.
-    units = [target_name(stage), *(template_name(stage, process) for process in stage.processes)]
-    control = control_path(stage)
+    group = stage.config.sidekiq.unit_name
+    units = [layout.target_unit(group), *(layout.template_unit(group, p.name) for p in stage.processes)]
+    control = layout.control_path(stage)
     outputs = pulumi.Output.from_input(_outputs(stage, hosts, services, units, control))
     # Checked against the contract that readers use, then exported key by key.
     checked = outputs.apply(lambda plain: StackOutputs.model_validate(plain).model_dump(by_alias=True))

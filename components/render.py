@@ -15,16 +15,11 @@ from typing import Literal
 
 import jinja2
 
+from . import layout
 from .config import Process, Stage
+from .layout import MANAGED_NOTE, control_path, env_path, staging_dir, sudoers_path, unit_dir
 
 TEMPLATES = Path(__file__).parent / "templates"
-MANAGED_NOTE = "Managed by sidekiq-fleet (pulumi up); local edits are overwritten."
-STATE_DIR = "/var/lib/sidekiq-fleet"
-STAGING_DIR = f"{STATE_DIR}/staging"
-SYSTEM_UNIT_DIR = "/etc/systemd/system"
-SYSTEM_ENV_DIR = "/etc/sidekiq-fleet"
-SUDOERS_DIR = "/etc/sudoers.d"
-CONTROL_DIR = "/usr/local/sbin"
 
 FileRole = Literal["unit", "control", "sudoers", "env"]
 
@@ -87,59 +82,9 @@ def exec_start(stage: Stage, process: Process) -> str:
     return " ".join(shlex.quote(w) for w in words)
 
 
-def group_marker(stage: Stage) -> str:
-    """The line by which the control script finds every unit of the group, to prune removed ones."""
-    return f"# sidekiq-fleet group: {stage.config.sidekiq.unit_name}"
-
-
-def target_name(stage: Stage) -> str:
-    return f"{stage.config.sidekiq.unit_name}.target"
-
-
-def template_name(stage: Stage, process: Process) -> str:
-    """The template unit of one process; its instances @a and @b are the two slots."""
-    return f"{stage.config.sidekiq.unit_name}-{process.name}@.service"
-
-
-def first_release_name(stage: Stage, suffix: Literal["path", "service"]) -> str:
-    return f"{stage.config.sidekiq.unit_name}-first-release.{suffix}"
-
-
-def unit_dir(stage: Stage) -> str:
-    sidekiq = stage.config.sidekiq
-    if sidekiq.scope == "user":
-        return f"~{sidekiq.user}/.config/systemd/user"
-    return SYSTEM_UNIT_DIR
-
-
 def first_release_file(stage: Stage) -> str:
     """The first process's config file: it appears on the host with the first release."""
     return posixpath.join(stage.app_dir, stage.processes[0].config_file)
-
-
-def env_path(stage: Stage) -> str:
-    sidekiq = stage.config.sidekiq
-    if sidekiq.scope == "user":
-        return f"~{sidekiq.user}/.config/sidekiq-fleet/{sidekiq.unit_name}.env"
-    return f"{SYSTEM_ENV_DIR}/{sidekiq.unit_name}.env"
-
-
-def staging_dir(stage: Stage) -> str:
-    """Per unit, so that stages sharing a host never touch each other's files."""
-    return f"{STAGING_DIR}/{stage.config.sidekiq.unit_name}"
-
-
-def version_dir(stage: Stage) -> str:
-    """Where the control script keeps the appVersion of the last successful restart."""
-    sidekiq = stage.config.sidekiq
-    if sidekiq.scope == "user":
-        return f"~{sidekiq.user}/.local/state/sidekiq-fleet/{sidekiq.unit_name}"
-    return f"{STATE_DIR}/{sidekiq.unit_name}"
-
-
-def sudoers_path(stage: Stage) -> str:
-    # No dot in the name: sudo silently skips such files in sudoers.d.
-    return f"{SUDOERS_DIR}/sidekiq-fleet-{stage.config.sidekiq.unit_name}"
 
 
 def read_write_paths(stage: Stage) -> list[str]:
@@ -153,7 +98,7 @@ def read_write_paths(stage: Stage) -> list[str]:
 
 def _unit_text(stage: Stage, body: str) -> str:
     # Put here, not in the templates, so that a stage's own unit template carries the marker too.
-    return f"# {MANAGED_NOTE}\n{group_marker(stage)}\n{body}"
+    return f"# {MANAGED_NOTE}\n{layout.group_marker(stage.config.sidekiq.unit_name)}\n{body}"
 
 
 def _wanted_by(stage: Stage) -> str:
@@ -191,12 +136,12 @@ def render_unit(stage: Stage, process: Process, project_dir: Path | None = None)
             stage=stage.name,
             environment=stage.environment,
             unit_name=sidekiq.unit_name,
-            unit=template_name(stage, process),
+            unit=layout.template_unit(stage.config.sidekiq.unit_name, process.name),
             process=process.name,
             config_file=process.config_file,
-            target=target_name(stage),
+            target=layout.target_unit(stage.config.sidekiq.unit_name),
             # Kept for stages' own templates written before slots: the slots' WantedBy=.
-            wanted_by=target_name(stage),
+            wanted_by=layout.target_unit(stage.config.sidekiq.unit_name),
             app_dir=stage.app_dir,
             scope=sidekiq.scope,
             user=sidekiq.user,
@@ -223,7 +168,7 @@ def render_first_release_path(stage: Stage) -> str:
             app=stage.config.app,
             stage=stage.name,
             path=first_release_file(stage),
-            service=first_release_name(stage, "service"),
+            service=layout.first_release_unit(stage.config.sidekiq.unit_name, "service"),
             wanted_by=_wanted_by(stage),
         )
     )
@@ -239,15 +184,12 @@ def render_first_release_service(stage: Stage) -> str:
     return _unit_text(stage, body)
 
 
-CONTROL_VERBS = ("status", "quiet", "stop", "start", "restart", "logs", "follow", "sums")
-
-
 def sudo_commands(stage: Stage) -> list[str]:
     """The exact command lines the deploy user may run as root.
 
     sudo matches arguments literally; the empty argument "" forbids any further one.
     """
-    return [f"{control_path(stage)} {verb}" for verb in CONTROL_VERBS]
+    return [f"{control_path(stage)} {verb}" for verb in layout.DEPLOY_VERBS]
 
 
 def sudoers_alias(unit_name: str) -> str:
@@ -276,26 +218,40 @@ def render_sudoers(stage: Stage) -> str:
     )
 
 
-def control_path(stage: Stage) -> str:
-    """The on-host control script (docs/rollout.md), one per unitName."""
-    return f"{CONTROL_DIR}/{stage.config.sidekiq.unit_name}ctl"
-
-
 def render_control(stage: Stage) -> str:
     """The control script, every stage value baked in and shell-quoted."""
     sidekiq = stage.config.sidekiq
     rollout = stage.config.rollout
+    group = sidekiq.unit_name
+    template_prefix, template_suffix = layout.template_affixes(group)
+    in_home = f"~{sidekiq.user}/"  # user scope: the script finds the home on the host
+    verbs = [*layout.DEPLOY_VERBS, *layout.ROOT_VERBS]
     return (
         _environment(None)
         .get_template("sidekiqctl.sh.j2")
         .render(
             managed_note=MANAGED_NOTE,
-            group=sidekiq.unit_name,
+            marker=layout.group_marker(group),
+            group=group,
             scope=sidekiq.scope,
             user=sidekiq.user,
             control_path=control_path(stage),
             sudoers_file=sudoers_path(stage),
             env_file=env_path(stage),
+            unit_dir=unit_dir(stage).removeprefix(in_home),
+            state_dir=layout.version_dir(stage).removeprefix(in_home),
+            lock_file=layout.lock_file(stage),
+            target=layout.target_unit(group),
+            legacy_unit=layout.legacy_unit(group),
+            path_unit=layout.first_release_unit(group, "path"),
+            first_release_service=layout.first_release_unit(group, "service"),
+            slots=layout.SLOTS,
+            slot_unit_format=layout.printf_format(layout.SLOT_UNIT, group),
+            drain_unit_format=layout.printf_format(layout.DRAIN_UNIT, group),
+            template_prefix=template_prefix,
+            template_suffix=template_suffix,
+            usage="|".join("restart [VERSION]" if verb == "restart" else verb for verb in verbs),
+            verbs_without_argument=[verb for verb in verbs if verb != "restart"],
             # The first process's file also tells whether a release exists (PathExists= of the path unit).
             processes=[
                 {
@@ -329,14 +285,15 @@ def render_files(stage: Stage, project_dir: Path | None = None) -> list[Rendered
     user_scope = sidekiq.scope == "user"
     owner = sidekiq.user if user_scope else "root"
     group = (sidekiq.group or sidekiq.user) if user_scope else "root"
+    name = sidekiq.unit_name
     units = [
-        (target_name(stage), render_target(stage)),
+        (layout.target_unit(name), render_target(stage)),
         *(
-            (template_name(stage, process), render_unit(stage, process, project_dir))
+            (layout.template_unit(name, process.name), render_unit(stage, process, project_dir))
             for process in stage.processes
         ),
-        (first_release_name(stage, "path"), render_first_release_path(stage)),
-        (first_release_name(stage, "service"), render_first_release_service(stage)),
+        (layout.first_release_unit(name, "path"), render_first_release_path(stage)),
+        (layout.first_release_unit(name, "service"), render_first_release_service(stage)),
     ]
     directory = unit_dir(stage)
     contents: list[tuple[FileRole, str, str, str, str, str]] = [

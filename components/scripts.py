@@ -11,24 +11,19 @@ import re
 import shlex
 from collections.abc import Sequence
 
+from . import layout
 from .config import Stage
-from .render import (
-    MANAGED_NOTE,
+from .layout import (
     STAGING_DIR,
     STATE_DIR,
-    RenderedFile,
     control_path,
     env_path,
-    first_release_name,
-    group_marker,
     staging_dir,
     sudoers_path,
-    target_name,
-    unit_dir,
     version_dir,
 )
+from .render import RenderedFile
 
-JOURNAL_LINES = 40
 # Every host has it on Debian, Ubuntu and Amazon Linux; the ops commands pin it (asyncssh).
 HOST_KEY_FILE = "/etc/ssh/ssh_host_ed25519_key.pub"
 HOST_KEY_LABEL = "sidekiq-fleet: host key: "
@@ -405,7 +400,7 @@ def install(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
     body += [
         'if [ "$unit_changed" = 1 ]; then sctl daemon-reload; say "daemon-reload done"; fi',
         # The slots themselves are enabled by the control script: exactly one per process.
-        f"sctl enable --quiet {q(target_name(stage))}",
+        f"sctl enable --quiet {q(layout.target_unit(stage.config.sidekiq.unit_name))}",
         'if [ "$changed" = 0 ]; then say "files unchanged"; fi',
     ]
     return as_root("\n".join(body))
@@ -434,68 +429,40 @@ def restart(stage: Stage, host: str, app_version: str) -> str:
 
 
 def uninstall(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
-    """Stop every slot gracefully, then disable and remove every unit of the group and the
-    control script. Units are found by the group marker, so that those of a process removed
-    from the config, and a legacy G.service, go too."""
+    """Stop and remove every unit of the group, then every other file install wrote.
+
+    The units go through the control script's teardown, their one owner (it also prunes a removed
+    process's units on restart). It runs from this render's copy, not the installed file, so that
+    a host whose install never finished is uninstalled too.
+    """
     sidekiq = stage.config.sidekiq
-    group = sidekiq.unit_name
-    in_unit_dir = _as_owner_of(unit_dir(stage))
+    (control,) = [file.content for file in files if file.role == "control"]
+    teardown = 'SIDEKIQ_FLEET_HOST="$host" bash "$control" teardown'
     body = [_helpers(stage, host)]
     if sidekiq.scope == "user":
         body.append('systemctl start "user@$uid.service"  # its manager must run to stop the units')
+        # deploy's own run: root never reads or deletes in its home.
+        teardown = f'runuser -u "$run_as" -- env XDG_RUNTIME_DIR="/run/user/$uid" {teardown}'
+    else:
+        teardown = f"env {teardown}"
     body += [
-        f"dir={_resolve(unit_dir(stage))}",
-        # Listed by the directory's owner, in name order: plain files with the group's marker, and a
-        # legacy G.service with the managed note. A link or a FIFO in their place is never read.
-        # A name that starts with "-" would be an option to systemctl: as for unitName, none is ours.
-        f'mapfile -t units < <({in_unit_dir}find -H "$dir" -mindepth 1 -maxdepth 1 -type f '
-        "-name '[[:alnum:]]*' "
-        f"\\( -exec grep -q -x -F -e {q(group_marker(stage))} {{}} ';' -o -name {q(group + '.service')} "
-        f"-exec grep -q -F -e {q(MANAGED_NOTE)} {{}} ';' \\) -printf '%f\\n' 2>/dev/null | LC_ALL=C sort)",
-        # Slots are the instances of each template; each may have a drain unit running.
-        "stop=() drains=()",
-        'for unit in "${units[@]}"; do',
-        "  case $unit in",
-        "    *@.service) base=${unit%@.service}",
-        '      stop+=("$base@a.service" "$base@b.service")',
-        '      drains+=("$base-drain-a.service" "$base-drain-b.service") ;;',
-        '    *) stop+=("$unit") ;;',
-        "  esac",
-        "done",
-        "journal_tail() {",
-        f'  local matches=() unit; for unit in "${{stop[@]}}"; do matches+=({_journal_match(sidekiq.scope)}); done',  # noqa: E501
-        f'  journalctl "${{matches[@]}}" -n {JOURNAL_LINES} --no-pager -o short-iso 2>&1 || true',
-        "}",
-        # Disarmed first: an armed path unit would start Sidekiq again as soon as it stops.
-        f"sctl disable --now --quiet {q(first_release_name(stage, 'path'))} 2>/dev/null || true",
-        'for unit in "${drains[@]}"; do',
-        '  if sctl is-active --quiet "$unit"; then sctl stop "$unit"; fi',
-        "done",
-        'if [ "${#stop[@]}" -gt 0 ]; then',
-        '  say "stopping ${stop[*]}"',
-        '  if ! sctl stop "${stop[@]}"; then',
-        f'    echo "last {JOURNAL_LINES} journal lines of group $group on host $host:" >&2',
-        "    journal_tail | sed 's/^/    /' >&2",
-        '    die "stop failed"',
-        "  fi",
-        '  sctl disable --quiet "${stop[@]}" 2>/dev/null || true',
-        "fi",
-        f'for unit in "${{units[@]}}"; do {in_unit_dir}rm -f "$dir/$unit"; done',
-        # Our target is gone: so are the links in its .wants, even one made by hand.
-        f'{in_unit_dir}rm -rf "$dir"/{q(group + ".target.wants")}',
+        # Root's own file in /tmp (mktemp, O_EXCL): nobody else can replace it; deploy may read it.
+        "control=$(mktemp /tmp/sidekiq-fleet-teardown.XXXXXX)",
+        "trap 'rm -f \"$control\"' EXIT",  # pragma: no mutate - bash reads signal names in any case
+        f"cat >\"$control\" <<'SIDEKIQ_FLEET_CONTROL_SCRIPT'\n{control}SIDEKIQ_FLEET_CONTROL_SCRIPT",
+        'chmod 0644 "$control"',
+        f'{teardown} || die "teardown failed: nothing else removed"',
     ]
     # The keys block goes; the user's other keys stay.
     remove_keys = _write_keys(stage, "/dev/null")
     body.append(f"if getent passwd {q(sidekiq.user)} >/dev/null; then {remove_keys} >/dev/null; fi")
-    paths = {f.path for f in files} | set(_stale_paths(stage, set()))
+    paths = {f.path for f in files if f.role != "unit"} | set(_stale_paths(stage, set()))
     for path in sorted(paths):
         body.append(f"{_as_owner_of(path)}rm -f {_resolve(path)}")
     body += [
         f"versions={_resolve(version_dir(stage))}",
         # In a home, the user deletes it; what their links point at is not theirs to delete.
         f'{_as_owner_of(version_dir(stage))}rm -rf "$versions" || say "note: $versions was left in place"',
-        "sctl daemon-reload",
-        'sctl reset-failed "${stop[@]}" 2>/dev/null || true',
         f"rm -rf {q(staging_dir(stage))}",
         "# Shared parents go too once empty; other units' files keep them.",  # pragma: no mutate - shell comment  # noqa: E501
         f"rmdir --ignore-fail-on-non-empty {q(STAGING_DIR)} {q(STATE_DIR)} 2>/dev/null || true",
@@ -504,10 +471,3 @@ def uninstall(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
         'say "uninstalled"',
     ]
     return as_root("\n".join(body))
-
-
-def _journal_match(scope: str) -> str:
-    # `journalctl --user-unit` as root finds nothing; matches of one field are ORed.
-    if scope == "user":
-        return '"_SYSTEMD_USER_UNIT=$unit" "_UID=$uid"'
-    return '-u "$unit"'

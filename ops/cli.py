@@ -18,6 +18,7 @@ from typing import Any
 
 from components.__main__ import load_stage, render_stage, stage_for_render
 from components.config import Stage, StageConfigError, values_from_config
+from components.layout import FLEET_VERBS
 from components.render import render_files
 
 from . import check, control, inventory, ssh
@@ -31,9 +32,6 @@ from .outputs import (
     stack_config,
     stack_outputs,
 )
-
-# Verbs that run the control script's verb of the same name on every host.
-CONTROL_VERBS = ("status", "quiet", "stop", "start", "restart")
 
 
 def _host_names(text: str) -> list[str]:
@@ -107,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         "start": "start the enabled slots",
         "restart": "the zero-gap restart, batch by batch (rollout.batchSize), stopping at the first failure",
     }
-    for verb in CONTROL_VERBS:
+    for verb in FLEET_VERBS:
         verbs.add_parser(verb, parents=[hosts, remote], help=helps[verb])
     logs = verbs.add_parser("logs", parents=[hosts, remote], help="the last journal lines of every slot")
     logs.add_argument("-f", "--follow", action="store_true", help="keep following (Ctrl-C ends)")

@@ -8,10 +8,9 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from .outputs import Fleet, Host
+from components.layout import DEPLOY_VERBS
 
-# What the deploy user may run, and what each ops verb runs (`logs -f` is `follow`).
-DEPLOY_VERBS = ("status", "quiet", "stop", "start", "restart", "logs", "follow", "sums")
+from .outputs import Fleet, Host
 
 # The status line's fields (docs/rollout.md), in order, and how to read them; `-` is unknown.
 STATUS_FIELDS = (

@@ -128,6 +128,10 @@ class FakeHost:
             'user=$2; shift 3; exec setpriv --reuid="$user" --regid="$user" --init-groups "$@"',
         ),
         ("systemctl", "show -p MainPID --value *"): ("echo 4242",),
+        # The user's manager comes with its runtime directory, as on a host.
+        ("systemctl", "start user@*.service"): (
+            'uid=${2#user@}; uid=${uid%.service}; /bin/install -d -o "$uid" -g "$uid" "/run/user/$uid"',
+        ),
         ("ps", "*"): (title(0),),
         ("journalctl", "*"): ("echo 'fake journal line'",),
         ("date", "+%s"): (f"echo {EPOCH}",),

@@ -159,6 +159,7 @@ USAGE_ERRORS = [
     "",
     "bogus",
     "status x",
+    "teardown now",
     "restart v1 v2",
     "restart 'v1; touch /PWNED'",
     "drain default",
@@ -576,11 +577,8 @@ def test_prune_removes_only_this_groups_undeclared_processes(host, existing_valu
     run = run_ctl(host, stage_values(existing_values), "restart")
     assert run.returncode == 0, run.stderr
     low = ["sidekiq-low@a.service", "sidekiq-low@b.service"]
-    assert before(
-        run,
-        "systemctl stop sidekiq-low-drain-a.service sidekiq-low-drain-b.service",
-        f"systemctl stop {' '.join(low)}",
-    )
+    for drain in ("sidekiq-low-drain-a.service", "sidekiq-low-drain-b.service"):
+        assert before(run, f"systemctl stop {drain}", f"systemctl stop {' '.join(low)}")
     assert before(run, f"systemctl stop {' '.join(low)}", f"systemctl disable --quiet {' '.join(low)}")
     assert before(run, f"rm -f {UNITS}/sidekiq-low@.service", "systemctl daemon-reload")
     assert host.file(f"{UNITS}/sidekiq-low@.service") is None

@@ -331,7 +331,9 @@ def test_no_triggered_resource_has_a_delete(ec2_program: RecordingMonitor) -> No
         assert "triggers" not in command.inputs and "create" not in command.inputs
         body = shlex.split(command.inputs["delete"])[4]
         assert "rm -f /usr/local/sbin/sidekiqctl" in body.splitlines()
-        assert "grep -q -x -F -e '# sidekiq-fleet group: sidekiq'" in body
+        # The units go through this render's control script, carried in the delete itself.
+        assert 'env SIDEKIQ_FLEET_HOST="$host" bash "$control" teardown' in body
+        assert "marker='# sidekiq-fleet group: sidekiq'" in body.splitlines()
 
 
 def connection_of(reg: Registration) -> dict[str, Any]:

@@ -596,8 +596,16 @@ SLOTS = [
     "sidekiq-first-release.service",
     "sidekiq-low@a.service",
     "sidekiq-low@b.service",
-    "sidekiq.service",  # the legacy unit, found by its managed note
     "sidekiq.target",
+    "sidekiq.service",  # the legacy unit, found by its managed note: last
+]
+UNIT_FILES = [
+    "sidekiq-default@.service",
+    "sidekiq-first-release.path",
+    "sidekiq-first-release.service",
+    "sidekiq-low@.service",
+    "sidekiq.target",
+    "sidekiq.service",
 ]
 DRAINS = [
     "sidekiq-default-drain-a.service",
@@ -638,7 +646,19 @@ def test_uninstall_stops_every_unit_of_the_group_then_removes_them(host: FakeHos
     assert host.removed("/etc/systemd/system/sidekiq.target.wants/sidekiq-default@a.service")
     assert {path: host.file(path) for path in OTHERS} == OTHERS
     assert not host.removed("/etc/sidekiq-fleet") and not host.removed("/var/lib/sidekiq-fleet")
-    assert run.stdout == f"{SAY}stopping {' '.join(SLOTS)}\n{SAY}uninstalled\n"
+    assert run.stdout == f"{SAY}stopped and removed {' '.join(UNIT_FILES)}\n{SAY}uninstalled\n"
+
+
+def test_uninstall_runs_its_own_copy_of_the_control_script(host: FakeHost, staging: Stage) -> None:
+    """A host whose install stopped before the control script, or lost it, is uninstalled all the same."""
+    contents = installed(host, staging, extra={})
+    host.seed(CONTROL, "exit 0\n")  # a stale or broken one is never run
+    host.on("systemctl", "is-active *", "exit 3")
+    run = host.run(scripts.uninstall(staging, render_files(staging), "web1"))
+    assert run.returncode == 0, run.stderr
+    assert "systemctl stop sidekiq-default@a.service sidekiq-default@b.service" in " ".join(run.calls)
+    for path in contents:
+        assert host.removed(path), path
 
 
 def test_uninstall_stops_a_running_drain_before_the_slots(host: FakeHost, staging: Stage) -> None:
@@ -661,7 +681,7 @@ def test_uninstall_with_nothing_of_the_group_left_stops_nothing(host: FakeHost, 
     run = host.run(scripts.uninstall(staging, render_files(staging), "web1"))
     assert run.returncode == 0, run.stderr
     assert not [c for c in run.ran("systemctl") if c.startswith("systemctl stop")]
-    assert run.stdout == f"{SAY}uninstalled\n"
+    assert run.stdout == f"{SAY}no unit of the group was installed\n{SAY}uninstalled\n"
 
 
 def test_uninstall_removes_the_staging_and_state_directories_once_empty(
@@ -698,9 +718,12 @@ def test_uninstall_keeps_every_file_when_the_stop_fails(host: FakeHost, with_env
     assert run.returncode == 1
     assert host.changes() == set()
     assert {path: host.file(path) for path in contents} == contents
-    assert run.stderr == f"{JOURNAL}{SAY}FAILED: stop failed\n"
+    assert run.stderr == (
+        f"{JOURNAL}{SAY}FAILED: could not stop {' '.join(SLOTS)}; every file is in place\n"
+        f"{SAY}FAILED: teardown failed: nothing else removed\n"
+    )
     assert run.ran("journalctl") == [
-        "journalctl " + " ".join(f"-u {unit}" for unit in SLOTS) + " -n 40 --no-pager -o short-iso"
+        "journalctl -q --no-pager -o short-iso -n 40 " + " ".join(f"-u {unit}" for unit in SLOTS)
     ]
 
 
@@ -709,18 +732,18 @@ def test_user_scope_uninstall_starts_the_users_manager_first(host: FakeHost, exi
     stage = stage_from(existing_values)
     home = "/home/deploy/.config/systemd/user"
     contents = installed(host, stage, extra={USER_VERSION: "v1\n"})
-    host.on("runuser", "* is-active *", "exit 3")
-    host.on("runuser", "* stop *", "exit 1")
+    host.on("systemctl", "--user is-active *", "exit 3")
+    host.on("systemctl", "--user stop *", "exit 1")
     run = host.run(scripts.uninstall(stage, render_files(stage), "web1"))
     assert run.returncode == 1
     units = [u for u in SLOTS if "low" not in u and u != "sidekiq.service"]
     assert run.position(f"systemctl start user@{DEPLOY_UID}.service") < run.position(
-        f"{USER_SYSTEMCTL} stop {' '.join(units)}"
+        f"systemctl --user stop {' '.join(units)}"
     )
+    # deploy's own run, and its own journal.
+    assert f"systemctl --user stop {' '.join(units)}" in run.calls_by(DEPLOY_UID)
     assert run.ran("journalctl") == [
-        "journalctl "
-        + " ".join(f"_SYSTEMD_USER_UNIT={unit} _UID={DEPLOY_UID}" for unit in units)
-        + " -n 40 --no-pager -o short-iso"
+        "journalctl --user -q --no-pager -o short-iso -n 40 " + " ".join(f"-u {unit}" for unit in units)
     ]
     assert {path: host.file(path) for path in contents} == contents, "a failed stop removes nothing"
     assert host.file(f"{home}/sidekiq.target") is not None
@@ -730,7 +753,7 @@ def test_user_scope_uninstall_removes_the_users_units_and_version(host: FakeHost
     existing_values["sidekiq"] = {"scope": "user"}
     stage = stage_from(existing_values)
     contents = installed(host, stage, extra={USER_VERSION: "v1\n"})
-    host.on("runuser", "* is-active *", "exit 3")
+    host.on("systemctl", "--user is-active *", "exit 3")
     run = host.run(scripts.uninstall(stage, render_files(stage), "web1"))
     assert run.returncode == 0, run.stderr
     for path in contents:
@@ -760,7 +783,7 @@ def test_user_scope_uninstall_cannot_be_pointed_at_roots_files(host: FakeHost, e
     state = "/home/deploy/.local/state/sidekiq-fleet"
     host.seed(state, "")
     host.symlink(state, "/var/lib")
-    host.on("runuser", "* is-active *", "exit 3")
+    host.on("systemctl", "--user is-active *", "exit 3")
     run = host.run(scripts.uninstall(stage, render_files(stage), "web1"))
     assert run.returncode == 0, run.stderr
     assert host.file("/var/lib/sidekiq/kept") == "root's\n"
