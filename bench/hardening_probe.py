@@ -142,9 +142,13 @@ def sandbox_lines(unit_text: str) -> list[str]:
         line = raw.strip()
         if line.startswith("["):
             section = line
-        elif section == "[Service]" and "=" in line and not line.startswith("#"):
-            if line.split("=", 1)[0] not in NOT_COPIED:
-                kept.append(line)
+        elif (
+            section == "[Service]"
+            and "=" in line
+            and not line.startswith("#")
+            and (line.split("=", 1)[0] not in NOT_COPIED)
+        ):
+            kept.append(line)
     return kept
 
 

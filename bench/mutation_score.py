@@ -5,7 +5,7 @@
     python bench/mutation_score.py --changed      # only files changed since their score was recorded
     python bench/mutation_score.py --record       # also write the new scores (thresholds only go up)
 
-mutmut (configured in pyproject.toml) mutates components/config.py, render.py and scripts.py
+mutmut (configured in pyproject.toml) mutates components/config/*.py, layout.py, render.py and scripts.py
 and runs the fast suite against each mutant. A file's score is killed / (killed + survived),
 where a timeout counts as killed and a mutant no test reaches as survived. Mutants that cannot
 change behaviour carry `# pragma: no mutate` with the reason on the same line; mutmut does not
@@ -34,8 +34,14 @@ PRAGMA = "# pragma: no mutate"
 # Each pure-layer file, with the files whose change can change its score: itself and its own tests.
 # Kills from other test files are a bonus the full run (bin/test --mutation) keeps watching.
 SHARED_INPUTS = ["tests/conftest.py", "pyproject.toml"]
+CONFIG_TESTS = ["tests/test_config.py", "tests/test_config_files.py"]
 FILES = {
-    "components/config.py": ["tests/test_config.py"],
+    "components/config/model.py": CONFIG_TESTS,
+    "components/config/errors.py": CONFIG_TESTS,
+    "components/config/sources.py": CONFIG_TESTS,
+    "components/config/files.py": CONFIG_TESTS,
+    "components/config/keys.py": CONFIG_TESTS,
+    "components/layout.py": ["tests/test_layout.py", "components/templates"],
     "components/render.py": ["tests/test_render.py", "components/templates"],
     "components/scripts.py": ["tests/test_scripts.py", "tests/fakehost.py"],
 }

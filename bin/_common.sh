@@ -23,18 +23,53 @@ ensure_packages() {
   fi
 }
 
-# The virtualenv is rebuilt when the pinned requirements change.
+# The wheelhouse: every file requirements.lock pins for this interpreter and platform, downloaded
+# once (hash-checked) into the cache outside the clone. Keyed by the lock's sha256 and the
+# interpreter, so a new lock or a new Python gets a new one; venvs install from it offline.
+wheelhouse_dir() {
+  local lock interpreter
+  lock=$(sha256sum <"$PROJECT_DIR/requirements.lock" | cut -c1-16)
+  interpreter=$(python3 -c 'import sys, sysconfig; print(f"py{sys.version_info[0]}{sys.version_info[1]}-{sysconfig.get_platform()}")')
+  echo "$SIDEKIQ_FLEET_CACHE/wheels/$lock-$interpreter"
+}
+
+# Downloads the wheelhouse with the given pip unless it is complete already. Wheels only: a
+# package built here from an sdist would no longer match its hash in the lock.
+ensure_wheelhouse() {
+  local pip=$1 dir staging
+  dir=$(wheelhouse_dir)
+  [[ -f $dir/.complete ]] && return 0
+  log "downloading the locked wheels into $dir"
+  mkdir -p "$(dirname "$dir")"
+  staging=$(mktemp -d "$dir.tmp.XXXXXX")
+  "$pip" download -q --disable-pip-version-check --require-hashes --only-binary :all: \
+    -r "$PROJECT_DIR/requirements.lock" -d "$staging"
+  touch "$staging/.complete"
+  # Renamed into place whole, so an interrupted download never leaves a wheelhouse that looks done.
+  rm -rf "$dir"
+  mv -T "$staging" "$dir"
+}
+
+# The virtualenv is rebuilt when requirements.lock changes: from the wheelhouse, offline, every
+# file checked against its hash in the lock. --no-compile: byte-compiling every module at install
+# (pulumi_aws alone has thousands) takes longer than the install itself; Python compiles the few
+# that are imported on first use.
 ensure_venv() {
   local venv="$PROJECT_DIR/.venv"
-  local stamp="$venv/.requirements.sha256"
+  local stamp="$venv/.lock.sha256"
   local wanted
-  wanted=$(cat "$PROJECT_DIR"/requirements*.txt | sha256sum | cut -d' ' -f1)
+  wanted=$(sha256sum <"$PROJECT_DIR/requirements.lock" | cut -d' ' -f1)
   if [[ ! -x "$venv/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$wanted" ]]; then
-    log "creating the virtualenv in .venv (pinned requirements)"
+    log "creating the virtualenv in .venv (requirements.lock)"
     rm -rf "$venv"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check -r "$PROJECT_DIR/requirements-dev.txt"
+    ensure_wheelhouse "$venv/bin/pip"
+    "$venv/bin/pip" install -q --disable-pip-version-check --no-index --find-links "$(wheelhouse_dir)" \
+      --require-hashes --no-compile -r "$PROJECT_DIR/requirements.lock"
     echo "$wanted" >"$stamp"
+  else
+    # tests/test_packaging.py installs the project into a fresh venv from it.
+    ensure_wheelhouse "$venv/bin/pip"
   fi
   # The project itself, editable, for its console script (`sidekiq-fleet`); redone when
   # pyproject.toml changes. No build isolation: the venv's setuptools builds it, offline.
@@ -42,7 +77,8 @@ ensure_venv() {
   wanted=$(sha256sum <"$PROJECT_DIR/pyproject.toml" | cut -d' ' -f1)
   if [[ ! -x "$venv/bin/sidekiq-fleet" || "$(cat "$project_stamp" 2>/dev/null)" != "$wanted" ]]; then
     log "installing the project into .venv (pip install -e .)"
-    "$venv/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$PROJECT_DIR"
+    "$venv/bin/pip" install -q --disable-pip-version-check --no-index --no-deps --no-build-isolation \
+      -e "$PROJECT_DIR"
     echo "$wanted" >"$project_stamp"
   fi
 }

@@ -1,5 +1,6 @@
 """`python -m components render <stage>`: print every file a stage would push;
-`python -m components schema`: print the JSON schema of `Pulumi.<stage>.yaml`.
+`python -m components reference`: write the JSON schema of `Pulumi.<stage>.yaml` and
+docs/configuration.md from the config model.
 
 Reads only Pulumi.<stage>.yaml: no AWS, no Pulumi engine. Encrypted values are
 shown as a placeholder, since only the engine can decrypt them.
@@ -8,16 +9,14 @@ shown as a placeholder, since only the engine can decrypt them.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from .config import SECRET_PLACEHOLDER, Stage, StageConfigError, parse_stage, values_from_stack_file
+from .project import PROJECT_DIR
+from .reference import generated_files
 from .render import render_files
-from .schema import stage_file_schema
-
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 def load_stage(stage_name: str, project_dir: Path = PROJECT_DIR) -> Stage:
@@ -51,10 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     render = commands.add_parser("render", help="print the files a stage would push")
     render.add_argument("stage")
-    commands.add_parser("schema", help="print the JSON schema of Pulumi.<stage>.yaml")
+    commands.add_parser("reference", help="write schema/stage.json and docs/configuration.md")
     args = parser.parse_args(argv)
-    if args.command == "schema":
-        print(json.dumps(stage_file_schema(), indent=2, sort_keys=True))
+    if args.command == "reference":
+        for path, text in generated_files(PROJECT_DIR).items():
+            (PROJECT_DIR / path).write_text(text)
+            print(f"wrote {path}")
         return 0
     try:
         print(render_stage(args.stage), end="")

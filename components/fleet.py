@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +48,14 @@ def deploy_fleet(stage: Stage, project_dir: Path) -> dict[str, pulumi.Output[Any
     units = [layout.target_unit(group), *(layout.template_unit(group, p.name) for p in stage.processes)]
     control = layout.control_path(stage)
     outputs = pulumi.Output.from_input(_outputs(stage, hosts, services, units, control))
+
     # Checked against the contract that readers use, then exported key by key.
-    checked = outputs.apply(lambda plain: StackOutputs.model_validate(plain).model_dump(by_alias=True))
+    def checked_against_the_contract(plain: dict[str, Any]) -> dict[str, Any]:
+        return StackOutputs.model_validate(plain).model_dump(by_alias=True)
+
+    checked = outputs.apply(checked_against_the_contract)
     keys = [field.alias or name for name, field in StackOutputs.model_fields.items()]
-    return {key: checked.apply(lambda values, key=key: values[key]) for key in keys}
+    return {key: checked.apply(operator.itemgetter(key)) for key in keys}
 
 
 def _outputs(

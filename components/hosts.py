@@ -65,11 +65,11 @@ def _ec2_hosts(component: pulumi.ComponentResource, name: str, stage: Stage) -> 
     )
 
     if hosts.public_key is not None:
-        key_name: pulumi.Input[str] = aws.ec2.KeyPair(
+        key_name: pulumi.Input[str] | None = aws.ec2.KeyPair(
             f"{name}-key", public_key=hosts.public_key, tags=tags, opts=child
         ).key_name
     else:
-        key_name = hosts.key_name  # type: ignore[assignment]
+        key_name = hosts.key_name
 
     if isinstance(hosts.ami, AmiById):
         ami: pulumi.Input[str] = hosts.ami.id

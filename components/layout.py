@@ -64,7 +64,7 @@ def drain_unit(group: str, process: str, slot: str) -> str:
 
 def printf_format(pattern: str, group: str) -> str:
     """PATTERN for the shell's printf, the process and the slot as its arguments, in that order."""
-    return pattern.replace("%", "%%").format(group=group, process="%s", slot="%s") + "\\n"
+    return pattern.format(group=group.replace("%", "%%"), process="%s", slot="%s") + "\\n"
 
 
 def template_affixes(group: str) -> tuple[str, str]:

@@ -1,5 +1,6 @@
 """The stack outputs: the contract between the program (components/fleet.py), which exports them, and
-whoever reads them (the ops command in ops/, other tooling). README "Stack outputs" shows an example.
+whoever reads them (the ops command in ops/, other tooling). docs/operating.md "Stack outputs" shows
+an example.
 
 `outputsVersion` changes whenever a field is added, removed or changes meaning; readers refuse another
 version with a message that says what to do.
@@ -7,12 +8,14 @@ version with a message that says what to do.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-OUTPUTS_VERSION = 2
+from .config.model import HostKey
+
+OUTPUTS_VERSION: Final = 2
 
 
 class _Contract(BaseModel):
@@ -26,7 +29,7 @@ class HostOutputs(_Contract):
     port: int = Field(ge=1, le=65535)
     ssh_user: str
     # The configured key, or for EC2 the one prepare's first connection found; None until then.
-    host_key: str | None
+    host_key: HostKey | None
     units: list[str]
     control: str
     # Known once the host's restart succeeded.

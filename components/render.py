@@ -16,7 +16,8 @@ from typing import Literal
 import jinja2
 
 from . import layout
-from .config import Process, Stage
+from .config import Stage
+from .config.model import ResolvedProcess
 from .layout import MANAGED_NOTE, control_path, env_path, staging_dir, sudoers_path, unit_dir
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -65,7 +66,7 @@ def _environment(project_dir: Path | None) -> jinja2.Environment:
     return env
 
 
-def exec_start(stage: Stage, process: Process) -> str:
+def exec_start(stage: Stage, process: ResolvedProcess) -> str:
     """ExecStart= value: the seed's login-shell form, plus -t so systemd and Sidekiq agree."""
     sidekiq = stage.config.sidekiq
     words = [
@@ -115,7 +116,7 @@ def render_target(stage: Stage) -> str:
     return _unit_text(stage, body)
 
 
-def render_unit(stage: Stage, process: Process, project_dir: Path | None = None) -> str:
+def render_unit(stage: Stage, process: ResolvedProcess, project_dir: Path | None = None) -> str:
     """The slot template of one process: the hardened Sidekiq unit, part of the stage's target."""
     sidekiq = stage.config.sidekiq
     if stage.config.env:

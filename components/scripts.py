@@ -9,7 +9,7 @@ from __future__ import annotations
 import posixpath
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from . import layout
 from .config import Stage
@@ -406,7 +406,7 @@ def install(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
     return as_root("\n".join(body))
 
 
-def _stale_paths(stage: Stage, rendered_roles: set[str]) -> list[str]:
+def _stale_paths(stage: Stage, rendered_roles: Collection[str]) -> list[str]:
     stale = []
     if "env" not in rendered_roles:
         stale.append(env_path(stage))

@@ -16,6 +16,7 @@ import os
 import posixpath
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, cast
 
 import pulumi
 from pulumi_command import local, remote
@@ -79,21 +80,23 @@ class SidekiqService(pulumi.ComponentResource):
         app_version = stage.config.app_version
         has_secrets = any(f.secret for f in files)
 
-        def connection_to(host_key: pulumi.Input[str] | None) -> remote.ConnectionArgs:
+        def connection_to(host_key: pulumi.Input[str | None]) -> remote.ConnectionArgs:
             return remote.ConnectionArgs(
                 host=host.address,
                 port=host.port,
                 user=stage.ssh_user,
                 private_key=private_key,
-                host_key=host_key,
+                # An Output that resolves to None leaves hostKey unset, as None does: the SDK's type
+                # does not say so.
+                host_key=cast("pulumi.Input[str] | None", host_key),
                 dial_error_limit=ssh.dial_error_limit,
                 per_dial_timeout=ssh.per_dial_timeout,
             )
 
         logged = remote.Logging.STDOUT_AND_STDERR
 
-        def child(**kwargs: object) -> pulumi.ResourceOptions:
-            return pulumi.ResourceOptions(parent=self, **kwargs)  # type: ignore[arg-type]
+        def child(**kwargs: Any) -> pulumi.ResourceOptions:
+            return pulumi.ResourceOptions(parent=self, **kwargs)
 
         port_open = local.Command(
             f"{name}-port-open",

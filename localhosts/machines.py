@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -422,8 +423,7 @@ def _launch(rec: dict[str, Any], data: dict[str, Any], log: Log, append_log: boo
         "--timezone=off",
     ]  # fmt: skip
     Path(rec["log"]).parent.mkdir(parents=True, exist_ok=True)
-    logfh = open(rec["log"], "ab" if append_log else "wb")
-    try:
+    with open(rec["log"], "ab" if append_log else "wb") as logfh:
         proc = subprocess.Popen(
             ["/bin/sh", "-c", _JOIN_CGROUPS_THEN_EXEC, "sh", str(len(procs_files)), *procs_files, *argv],
             stdin=subprocess.DEVNULL,
@@ -433,8 +433,6 @@ def _launch(rec: dict[str, Any], data: dict[str, Any], log: Log, append_log: boo
             # Own session: a Ctrl-C in our terminal must reach us (who tear down in order), not the hosts.
             start_new_session=True,
         )
-    finally:
-        logfh.close()
     _children[proc.pid] = proc
     rec["nspawn_pid"] = proc.pid
     rec["nspawn_starttime"] = proc_starttime(proc.pid)
@@ -634,10 +632,8 @@ def _kill_hard(rec: dict[str, Any], log: Log) -> list[str]:
     init = container_init(pid)
     if init is not None:
         log(f"{rec['name']}: no poweroff after {STOP_GRACE:.0f} s, SIGKILL to its init {init}")
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(init, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     if wait_until(lambda: not _nspawn_alive(rec), 10, 0.1):
         return []
     log(f"{rec['name']}: nspawn {pid} still there, SIGKILL")

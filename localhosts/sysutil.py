@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shlex
@@ -94,10 +95,8 @@ def is_alive(pid: int | None, starttime: int | None) -> bool:
 
 def reap(pid: int) -> None:
     # Collect our own exited children so they stop showing up as zombies; others are not ours to wait for.
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def signal_if_alive(pid: int | None, starttime: int | None, sig: int) -> bool:

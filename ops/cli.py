@@ -313,7 +313,7 @@ def repair(stage_name: str, project: Path, drift: dict[str, list[str]]) -> None:
     from pulumi import automation
 
     stack = automation.select_stack(stack_name=stage_name, work_dir=str(project))
-    resources = stack.export_stack().deployment.get("resources", [])
+    resources = (stack.export_stack().deployment or {}).get("resources", [])
     urns = []
     for name, problems in drift.items():
         slots = any(problem.startswith("process ") for problem in problems)

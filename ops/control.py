@@ -1,4 +1,4 @@
-"""The on-host control script (docs/rollout.md): its command lines and its status lines.
+"""The on-host control script (docs/architecture.md): its command lines and its status lines.
 
 Pure functions: no SSH here.
 """
@@ -12,7 +12,7 @@ from components.layout import DEPLOY_VERBS
 
 from .outputs import Fleet, Host
 
-# The status line's fields (docs/rollout.md), in order, and how to read them; `-` is unknown.
+# The status line's fields (docs/architecture.md), in order, and how to read them; `-` is unknown.
 STATUS_FIELDS = (
     "process",
     "slot",
@@ -108,8 +108,10 @@ def _memory(value: int | None) -> str:
     return "-" if value is None else f"{value / 2**20:.0f}M"
 
 
-STATUS_COLUMNS = ("HOST", "PROCESS", "SLOT", "ENABLED", "STATE", "PID", "SINCE", "BUSY", "QUIET", "MEMORY")
-STATUS_COLUMNS += ("VERSION", "RELEASE")
+STATUS_COLUMNS = (
+    *("HOST", "PROCESS", "SLOT", "ENABLED", "STATE", "PID", "SINCE", "BUSY", "QUIET", "MEMORY"),
+    *("VERSION", "RELEASE"),
+)
 
 
 def status_table(rows: list[tuple[str, dict[str, Any]]]) -> str:

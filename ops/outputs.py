@@ -17,10 +17,9 @@ from pydantic import ValidationError
 
 from components.config import key_path
 from components.outputs import OUTPUTS_VERSION, StackOutputs
+from components.project import PROJECT_DIR
 
 T = TypeVar("T")
-
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 class OpsError(Exception):

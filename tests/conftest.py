@@ -5,11 +5,13 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import asyncssh
 import pytest
 
 from components.config import Stage, parse_stage
 
-FAKE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
+# A real key, made for this run: the config parses private keys (asyncssh).
+FAKE_KEY = asyncssh.generate_private_key("ssh-ed25519").export_private_key().decode()
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOZ7yJcMjd2HDf+Y2rrGUXjx0JZr1o0Q1Kk2wT1dR5oP"
 
 EXISTING_STAGE: dict[str, Any] = {

@@ -17,7 +17,8 @@ T = 1795860000.0  # 2026-11-28T10:00:00Z
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
     spec = importlib.util.spec_from_file_location("bench_rollout", PROJECT_DIR / "bench" / "rollout.py")
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # for its dataclasses
     spec.loader.exec_module(module)
@@ -78,8 +79,10 @@ def test_switch_measures_last_old_start_to_first_new_start(bench: ModuleType) ->
         job(bench, "f", 300, 8.0),  # a second new process
     ]
     moved = bench.switch(jobs, T + 5.0)
-    assert moved.old_pids == (100,) and moved.new_pids == (200, 300)
-    assert moved.last_old_start == T + 5.2 and moved.first_new_start == T + 7.7
+    assert moved.old_pids == (100,)
+    assert moved.new_pids == (200, 300)
+    assert moved.last_old_start == T + 5.2
+    assert moved.first_new_start == T + 7.7
     assert moved.gap == pytest.approx(2.5)
 
 

@@ -1,4 +1,4 @@
-"""The on-host control script (docs/rollout.md), executed: rendered for a stage, then run on a
+"""The on-host control script (docs/architecture.md), executed: rendered for a stage, then run on a
 FakeHost (tests/fakehost.py) whose systemctl, systemd-run, journalctl, ps, date and /proc/meminfo
 answer as each test scripts them. The checks are the decisions: which commands ran, in which order,
 what was said, the exit status and the files left behind.
@@ -804,7 +804,8 @@ def test_user_scope_status_as_root_cannot_read_through_deploys_link(host, existi
     run = run_ctl(host, stage_values(existing_values, sidekiq={"scope": "user"}), "status")
     assert run.returncode == 0, run.stderr
     assert "process=default slot=a enabled=yes state=active" in run.stdout
-    assert "version=-" in run.stdout and "s3cret" not in run.stdout
+    assert "version=-" in run.stdout
+    assert "s3cret" not in run.stdout
 
 
 # --- sums: the drift check's read-only view -------------------------------------------------------
@@ -838,7 +839,8 @@ def test_sums_prints_the_sha256_of_every_file_of_the_group_and_changes_nothing(h
             f"{_sha('A=1' + chr(10))} /etc/sidekiq-fleet/sidekiq.env",
         ]
     )
-    assert run.ran("systemctl") == [] and run.ran("flock") == []
+    assert run.ran("systemctl") == []
+    assert run.ran("flock") == []
     assert host.changes() == set()
 
 

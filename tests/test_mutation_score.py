@@ -20,7 +20,8 @@ def bench(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     spec = importlib.util.spec_from_file_location(
         "mutation_score", PROJECT_DIR / "bench" / "mutation_score.py"
     )
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, module)  # for its dataclass
     spec.loader.exec_module(module)
@@ -80,6 +81,8 @@ def test_changed_mutates_only_files_whose_code_or_tests_changed(
     monkeypatch.setattr(bench, "run_mutmut", lambda paths, children: mutated.append(paths))
     results(tmp_path, killed=9, timeouts=0, survived=1)
     bench.THRESHOLDS.write_text(json.dumps({SOURCE: {"threshold": 90.0, "digest": bench.digest(SOURCE)}}))
-    assert bench.main(["--changed"]) == 0 and mutated == []
+    assert bench.main(["--changed"]) == 0
+    assert mutated == []
     (tmp_path / "tests" / "test_config.py").write_text("# a test changed\n")
-    assert bench.main(["--changed"]) == 0 and mutated == [[SOURCE]]
+    assert bench.main(["--changed"]) == 0
+    assert mutated == [[SOURCE]]

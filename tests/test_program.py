@@ -6,6 +6,8 @@ Only the engine's resource monitor is mocked; the program, components and SDKs a
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import os
 import runpy
@@ -41,7 +43,8 @@ class Registration:
 
 def learned_key(host: str) -> str:
     """A distinct ed25519 key per host, as the mocked prepare command reports it."""
-    return "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI" + host.replace("-", "")[:40].ljust(40, "A") + "="
+    blob = b"\0\0\0\x0bssh-ed25519\0\0\0\x20" + hashlib.sha256(host.encode()).digest()
+    return f"ssh-ed25519 {base64.b64encode(blob).decode()}"
 
 
 class Mocks(pulumi_mocks.Mocks):
@@ -236,7 +239,8 @@ def test_a_new_process_reinstalls_and_restarts_and_a_version_bump_only_restarts(
     base = triggers_of(None)
     added = triggers_of([{"name": "default"}, {"name": "low"}])
     bumped = triggers_of(None, version="v1.2.4")
-    assert added["install"] != base["install"] and added["restart"][1] == added["install"][0]
+    assert added["install"] != base["install"]
+    assert added["restart"][1] == added["install"][0]
     assert added["restart"][0] == base["restart"][0] == "v1.2.3"
     assert bumped["install"] == base["install"]
     assert bumped["restart"] == ["v1.2.4", base["install"][0]]
@@ -274,7 +278,8 @@ def test_files_that_are_not_secret_travel_in_one_copy_of_a_directory(ec2_program
         env = ec2_program.registrations[f"{host}-copy-env"]
         assert env.inputs["remotePath"] == "/var/lib/sidekiq-fleet/staging/sidekiq/sidekiq.env"
     (digest,) = triggers
-    assert len(digest) == 1 and len(digest[0]) == 64
+    assert len(digest) == 1
+    assert len(digest[0]) == 64
 
 
 def test_the_copy_of_the_files_is_triggered_by_their_content_only() -> None:
@@ -328,7 +333,8 @@ def test_no_triggered_resource_has_a_delete(ec2_program: RecordingMonitor) -> No
     uninstalls = [c for c in commands if "delete" in c.inputs]
     assert sorted(c.name for c in uninstalls) == sorted(f"{h}-uninstall" for h in HOSTS)
     for command in uninstalls:
-        assert "triggers" not in command.inputs and "create" not in command.inputs
+        assert "triggers" not in command.inputs
+        assert "create" not in command.inputs
         body = shlex.split(command.inputs["delete"])[4]
         assert "rm -f /usr/local/sbin/sidekiqctl" in body.splitlines()
         # The units go through this render's control script, carried in the delete itself.
@@ -383,7 +389,7 @@ def test_stack_outputs_have_the_documented_shape(ec2_program: RecordingMonitor) 
         "port": 22.0,
         "sshUser": "admin",
         # Learnt by the first connection (prepare), trust on first use.
-        "hostKey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIexamplestagingsidekiq1AAAAAAAAAAAAAAAAAA=",
+        "hostKey": learned_key("example-staging-sidekiq-1"),
         "units": ["sidekiq.target", "sidekiq-default@.service"],
         "control": "/usr/local/sbin/sidekiqctl",
         "appVersion": "v1.2.3",
@@ -460,7 +466,8 @@ def test_existing_hosts_get_the_same_output_shape_and_pinned_keys() -> None:
     for step in ("prepare", "copy-files", "install", "restart", "uninstall"):
         connection = connection_of(monitor.registrations[f"web2-{step}"])
         assert connection["hostKey"] == EXISTING_STAGE["hosts"]["existing"][1]["hostKey"], step
-    assert connection["port"] == 2222.0 and connection["user"] == "admin"
+    assert connection["port"] == 2222.0
+    assert connection["user"] == "admin"
     assert not [r for r in monitor.of_type("command:remote:CopyToRemote") if r.name.endswith("-env")]
 
 

@@ -100,7 +100,8 @@ def test_user_scope_unit_has_no_user_and_wants_default_target(existing_values) -
     existing_values["env"] = {"REDIS_URL": "redis://localhost/1"}
     stage = stage_from(existing_values)
     found = directives(unit_of(stage))
-    assert ("Service", "User") not in found and ("Service", "Group") not in found
+    assert ("Service", "User") not in found
+    assert ("Service", "Group") not in found
     assert found[("Install", "WantedBy")] == ["sidekiq.target"]
     assert directives(render_target(stage))[("Install", "WantedBy")] == ["default.target"]
     assert directives(render_first_release_path(stage))[("Install", "WantedBy")] == ["default.target"]
@@ -237,7 +238,8 @@ def _verify(tmp_path: Path, unit_text: str) -> subprocess.CompletedProcess[str]:
 
 def test_rendered_unit_passes_systemd_analyze_verify(staging: Stage, tmp_path: Path) -> None:
     result = _verify(tmp_path, unit_of(staging).replace("/home/deploy/.rbenv/shims/", ""))
-    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "", result.stderr
 
 
 def test_systemd_analyze_warns_on_a_bad_value(staging: Stage, tmp_path: Path) -> None:
@@ -459,7 +461,8 @@ Restart=always
 WantedBy=sidekiq.target
 """
 
-# Every sandbox directive of `strict` in system scope, as measured on a host (README, "What the unit may do").
+# Every sandbox directive of `strict` in system scope, as measured on a host (docs/hosts.md, "What the
+# unit may do").
 STRICT_SYSTEM = {
     "NoNewPrivileges": ["yes"],
     "CapabilityBoundingSet": [""],
@@ -551,7 +554,8 @@ def test_defaults_without_capistrano_layout_have_no_shared(existing_values) -> N
 def test_strict_unit_passes_systemd_analyze_verify(existing_values, tmp_path: Path, scope: str) -> None:
     existing_values["sidekiq"] = {"scope": scope, "writablePaths": ["/srv/uploads"]}
     result = _verify(tmp_path, unit_of(stage_from(existing_values)))
-    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "", result.stderr
 
 
 # --- the stage's target, the first-release units, several processes ----------------------------
@@ -673,7 +677,8 @@ def test_every_unit_passes_systemd_analyze_verify_together(
             paths.append(str(path))
     assert [p.rsplit("/", 1)[1] for p in paths][1:3] == ["sidekiq-default@.service", "sidekiq-low@.service"]
     result = subprocess.run(["systemd-analyze", "verify", *paths], capture_output=True, text=True)
-    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "", result.stderr
 
 
 def test_systemd_analyze_checks_a_template_as_its_instance(staging: Stage, tmp_path: Path) -> None:

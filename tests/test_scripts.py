@@ -205,7 +205,8 @@ def test_install_of_files_other_than_units_does_not_reload_systemd(
         host.seed(path, content if path != changed else "# an older one\n")
     run = host.run(scripts.install(with_env, render_files(with_env), "web1"))
     assert run.returncode == 0, run.stderr
-    assert host.changes() == {changed} and host.file(changed) == contents[changed]
+    assert host.changes() == {changed}
+    assert host.file(changed) == contents[changed]
     assert run.ran("systemctl") == ["systemctl enable --quiet sidekiq.target"]
     assert run.stdout == f"{SAY}installed {changed} ({ALL_FILES[changed][2:].rjust(4, '0')} root:root)\n"
 
@@ -437,7 +438,8 @@ def test_a_failure_while_staging_removes_the_files_staged_so_far(host: FakeHost,
     host.on("install", "-o root -g root -m 0755 *", "exit 1")  # the control script, say a full disk
     run = host.run(scripts.install(with_env, render_files(with_env), "web1"))
     assert run.ran("install")[-1].startswith("install -o root -g root -m 0755")
-    assert f"rm -f {TARGET_NEW}" in run.calls and f"rm -f {TEMPLATE_NEW}" in run.calls
+    assert f"rm -f {TARGET_NEW}" in run.calls
+    assert f"rm -f {TEMPLATE_NEW}" in run.calls
     assert_nothing_installed(host, run, OLD_FILES, staging=True)
 
 
@@ -448,7 +450,8 @@ def test_install_removes_an_env_file_no_longer_configured(host: FakeHost, stagin
         host.seed(path, content)
     run = host.run(scripts.install(staging, render_files(staging), "web1"))
     assert run.returncode == 0, run.stderr
-    assert host.changes() == {ENV} and host.removed(ENV)
+    assert host.changes() == {ENV}
+    assert host.removed(ENV)
     assert run.stdout == f"{SAY}removed {ENV}, no longer configured\n"
 
 
@@ -487,7 +490,8 @@ def test_user_scope_install_writes_into_the_users_home_and_lingers(host: FakeHos
     home = "/home/deploy/.config/systemd/user"
     units = [f"{home}/{name}" for name in UNIT_NAMES]
     env = "/home/deploy/.config/sidekiq-fleet/sidekiq.env"
-    assert host.changes() == {*units, env, CONTROL, SUDOERS} and host.removed(SUDOERS)
+    assert host.changes() == {*units, env, CONTROL, SUDOERS}
+    assert host.removed(SUDOERS)
     assert (
         host.file(f"{home}/sidekiq-default@.service")
         == contents["~deploy/.config/systemd/user/sidekiq-default@.service"]
@@ -645,7 +649,8 @@ def test_uninstall_stops_every_unit_of_the_group_then_removes_them(host: FakeHos
         assert host.removed(path), path
     assert host.removed("/etc/systemd/system/sidekiq.target.wants/sidekiq-default@a.service")
     assert {path: host.file(path) for path in OTHERS} == OTHERS
-    assert not host.removed("/etc/sidekiq-fleet") and not host.removed("/var/lib/sidekiq-fleet")
+    assert not host.removed("/etc/sidekiq-fleet")
+    assert not host.removed("/var/lib/sidekiq-fleet")
     assert run.stdout == f"{SAY}stopped and removed {' '.join(UNIT_FILES)}\n{SAY}uninstalled\n"
 
 
@@ -958,14 +963,18 @@ def test_install_without_keys_creates_no_authorized_keys(host: FakeHost, existin
     staged(host, stage)
     run = host.run(scripts.install(stage, render_files(stage), "web1"))
     assert run.returncode == 0, run.stderr
-    assert host.file(AUTHORIZED) is None and host.file("/home/deploy/.ssh") is None
+    assert host.file(AUTHORIZED) is None
+    assert host.file("/home/deploy/.ssh") is None
 
 
 def test_a_key_that_fails_ssh_keygen_installs_nothing(host: FakeHost, existing_values) -> None:
-    # Passes the config's check (the blob names its type) but is no valid ed25519 key.
+    # No valid ed25519 key: the config refuses it, so it is put past the config, as a config check that
+    # missed one would. The host's own ssh-keygen is the last check before the file changes.
     broken = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAAQ=="
     # After a good one: ssh-keygen -l on both at once would skip the bad line and exit 0.
-    stage = keyed(existing_values, KEY_A, broken)
+    stage = keyed(existing_values, KEY_A)
+    sidekiq = stage.config.sidekiq.model_copy(update={"authorized_keys": [KEY_A, broken]})
+    stage = stage.model_copy(update={"config": stage.config.model_copy(update={"sidekiq": sidekiq})})
     staged(host, stage)
     seed_old(host)
     run = host.run(scripts.install(stage, render_files(stage), "web1"))

@@ -116,7 +116,8 @@ def test_a_job_writes_shared_and_tmp_but_not_etc_usr_or_the_release(hosts: local
         assert host.exec(f"test -e {path}").returncode != 0, path
     journal = sh(host, f"journalctl {JOURNAL_UNITS} -o cat --no-pager")
     assert "Read-only file system" in journal, "the failed jobs are in the journal"
-    assert is_active(host) and main_pid(host) == pid, "Sidekiq kept running"
+    assert is_active(host), "Sidekiq kept running"
+    assert main_pid(host) == pid, "Sidekiq kept running"
     assert sh(host, f"systemctl show -p NRestarts --value {current_slot(host)}").strip() == "0"
     assert runs_jobs(host, "after-refused-writes")["pid"] == pid
 
@@ -165,7 +166,8 @@ def test_redis_down_at_a_restart_fails_the_deploy_by_name_and_loses_no_job(
     assert main_pid(other) == other_pid, "the rollout stopped at the failed host"
     # overlap: the new slot never became READY and was stopped again (else Restart=always would
     # retry it in the background); the old slot is still the enabled, running one.
-    assert current_slot(down) == old_slot and main_pid(down) == down_pid
+    assert current_slot(down) == old_slot
+    assert main_pid(down) == down_pid
     assert sh(down, f"systemctl show -p ActiveState --value {new_slot}").strip() in ("inactive", "failed")
 
     sh(down, "systemctl start redis-server")
@@ -214,7 +216,8 @@ def test_an_interrupted_up_converges_on_the_next(project: PulumiProject, hosts: 
     project.up()
     assert [h["appVersion"] for h in project.outputs()["hosts"]] == ["faults-interrupted"] * 2
     for host, old_pid in zip(hosts, old_pids, strict=True):
-        assert is_active(host) and main_pid(host) != old_pid, host.name
+        assert is_active(host), host.name
+        assert main_pid(host) != old_pid, host.name
         # An old slot drains for at most its drain timeout after an overlap restart.
         wait_until(lambda h=host: len(sidekiq_processes(h)) == 1, 60, f"one Sidekiq on {host.name}")
         assert runs_jobs(host, f"after-interrupt-{host.name}")["pid"] == main_pid(host)

@@ -26,14 +26,17 @@ def test_reboot_keeps_the_disk_and_boots_afresh(hosts: localhosts.Fleet) -> None
 
     after = before.reboot()
 
-    assert after.nspawn_pid != before.nspawn_pid and not before.alive() and after.alive()
+    assert after.nspawn_pid != before.nspawn_pid
+    assert not before.alive()
+    assert after.alive()
     assert (after.name, after.address, after.host_key) == (before.name, before.address, before.host_key)
     assert boot_id(after) != first_boot
     # Over ssh with strict host key checking: the recorded key is still the host's.
     assert after.ssh(f"cat {MARKER}", check=True).stdout.strip() == first_boot
     assert after.exec(["systemctl", "is-system-running"]).stdout.strip() == "running"
     record = json.loads(config.state_path().read_text())["hosts"][0]
-    assert record["phase"] == "ready" and record["nspawn_pid"] == after.nspawn_pid
+    assert record["phase"] == "ready"
+    assert record["nspawn_pid"] == after.nspawn_pid
     assert localhosts.get(before.name) == after
 
 
@@ -46,6 +49,7 @@ def test_reboot_from_inside_the_host_is_brought_back(hosts: localhosts.Fleet) ->
 
     again = localhosts.reboot(host.name)
 
-    assert again.nspawn_pid != host.nspawn_pid and again.alive()
+    assert again.nspawn_pid != host.nspawn_pid
+    assert again.alive()
     assert boot_id(again) != first_boot
     assert again.ssh(f"test -s {MARKER}").returncode == 0

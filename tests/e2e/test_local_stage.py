@@ -32,7 +32,7 @@ GROUP = "sidekiq"
 TARGET = "sidekiq.target"
 SLOTS = ("sidekiq-default@a.service", "sidekiq-default@b.service")
 CONTROL = "/usr/local/sbin/sidekiqctl"
-# Every slot and its drain unit (docs/rollout.md), for journalctl.
+# Every slot and its drain unit (docs/architecture.md), for journalctl.
 JOURNAL_UNITS = " ".join(
     f"-u {unit}" for unit in (*SLOTS, "sidekiq-default-drain-a.service", "sidekiq-default-drain-b.service")
 )
@@ -58,7 +58,7 @@ def sh(host: localhosts.Host, command: str, user: str | None = None) -> str:
 
 
 def current_slot(host: localhosts.Host) -> str:
-    """The one enabled slot (docs/rollout.md's invariant): the one that serves, and a boot starts."""
+    """The one enabled slot (docs/architecture.md's invariant): the one that serves, and a boot starts."""
     enabled = [slot for slot in SLOTS if host.exec(f"systemctl is-enabled --quiet {slot}").returncode == 0]
     assert len(enabled) == 1, f"{host.name}: enabled slots {enabled}"
     return enabled[0]
@@ -137,8 +137,11 @@ def test_first_deploy_waits_for_a_late_host_and_starts_sidekiq(
             host,
             f"systemctl show -p Type,NotifyAccess,WatchdogUSec,TimeoutStopUSec,User {current_slot(host)}",
         )
-        assert "Type=notify\n" in show and "NotifyAccess=all\n" in show and "WatchdogUSec=10s\n" in show
-        assert "TimeoutStopUSec=13s\n" in show and "User=deploy\n" in show
+        assert "Type=notify\n" in show
+        assert "NotifyAccess=all\n" in show
+        assert "WatchdogUSec=10s\n" in show
+        assert "TimeoutStopUSec=13s\n" in show
+        assert "User=deploy\n" in show
         lines = journal(host)
         pid = main_pid(host)
         first(lines, pid, "Enabling systemd notification integration")
@@ -150,7 +153,8 @@ def test_first_deploy_waits_for_a_late_host_and_starts_sidekiq(
         # The staged copies (the env file among them) are the login user's alone.
         assert sh(host, f"stat -c '%U %a' {STAGING}").strip() == "admin 700"
         environ = sh(host, f"tr '\\0' '\\n' < /proc/{pid}/environ")
-        assert f"SECRET_TOKEN={SECRET_ENV_VALUE}\n" in environ and "MALLOC_ARENA_MAX=2\n" in environ
+        assert f"SECRET_TOKEN={SECRET_ENV_VALUE}\n" in environ
+        assert "MALLOC_ARENA_MAX=2\n" in environ
 
         push_jobs(host, f"first-{host.name}")
         job = wait_until(lambda h=host: job_processed(h, f"first-{h.name}"), 30, f"a job on {host.name}")
@@ -158,13 +162,20 @@ def test_first_deploy_waits_for_a_late_host_and_starts_sidekiq(
 
     outputs = project.outputs()
     units = [TARGET, "sidekiq-default@.service"]
-    assert outputs["stage"] == "local" and outputs["units"] == units and outputs["appVersion"] == "local-1"
+    assert outputs["stage"] == "local"
+    assert outputs["units"] == units
+    assert outputs["appVersion"] == "local-1"
     assert outputs["control"] == CONTROL
     assert [h["name"] for h in outputs["hosts"]] == [h.name for h in hosts]
     for entry, host in zip(outputs["hosts"], hosts, strict=True):
-        assert entry["address"] == host.address and entry["port"] == 22 and entry["sshUser"] == "admin"
-        assert entry["hostKey"] == host.host_key and entry["appVersion"] == "local-1"
-        assert entry["units"] == units and entry["control"] == CONTROL and entry["instanceId"] is None
+        assert entry["address"] == host.address
+        assert entry["port"] == 22
+        assert entry["sshUser"] == "admin"
+        assert entry["hostKey"] == host.host_key
+        assert entry["appVersion"] == "local-1"
+        assert entry["units"] == units
+        assert entry["control"] == CONTROL
+        assert entry["instanceId"] is None
 
 
 def test_second_up_changes_nothing_and_runs_no_remote_command(
@@ -229,7 +240,8 @@ def test_version_bump_rolls_through_the_hosts_in_order_and_loses_no_job(
     switches = []
     for host, old_pid in zip(hosts, old_pids, strict=True):
         new_pid = main_pid(host)
-        assert new_pid != old_pid and is_active(host), host.name
+        assert new_pid != old_pid, host.name
+        assert is_active(host), host.name
         assert current_slot(host) == SLOTS[1], f"{host.name}: the idle slot b took over"
         lines = journal(host)
         # overlap: the new slot was READY before the old one got TSTP (issue 8).
@@ -284,7 +296,8 @@ def test_template_change_reinstalls_reloads_and_restarts(
     for host, old_pid in zip(hosts, old_pids, strict=True):
         assert "WatchdogSec=15\n" in sh(host, "cat /etc/systemd/system/sidekiq-default@.service")
         assert sh(host, f"systemctl show -p WatchdogUSec --value {current_slot(host)}").strip() == "15s"
-        assert main_pid(host) != old_pid and is_active(host)
+        assert main_pid(host) != old_pid
+        assert is_active(host)
 
 
 # The control script's deploy verbs, run for real in this order; `follow` never ends, so sudo -l
@@ -337,7 +350,8 @@ def test_deploy_user_gets_exactly_the_service_verbs(hosts: localhosts.Fleet) -> 
         result = host.exec(command, user="deploy")
         assert result.returncode != 0, f"allowed: {command}"
         assert "a password is required" in result.stderr or "not allowed" in result.stderr, command
-    assert is_active(host) and host.exec("systemctl is-active --quiet ssh.service").returncode == 0
+    assert is_active(host)
+    assert host.exec("systemctl is-active --quiet ssh.service").returncode == 0
 
 
 def test_the_control_script_ignores_deploys_path_where_sudoers_has_no_secure_path(
@@ -360,7 +374,8 @@ def test_the_control_script_ignores_deploys_path_where_sudoers_has_no_secure_pat
         )
         result = host.exec(f"PATH={fake_dir}:/usr/bin:/bin sudo {CONTROL} status", user="deploy")
         assert result.returncode == 0, result.stdout + result.stderr
-        assert "default" in result.stdout and "active" in result.stdout, result.stdout
+        assert "default" in result.stdout, result.stdout
+        assert "active" in result.stdout, result.stdout
         assert host.exec(f"test -e {witness}").returncode != 0, "deploy's systemctl ran"
 
         sh(host, f"grep -v '^PATH=' {CONTROL} > /root/ctl-without-own-path")
@@ -378,7 +393,8 @@ def test_deploy_cannot_hold_the_control_lock(hosts: localhosts.Fleet) -> None:
     """
     host = hosts[0]
     held = host.exec("flock -n /run/sidekiq-fleet/sidekiq.lock true", user="deploy")
-    assert held.returncode != 0 and "Permission denied" in held.stderr, held.stdout + held.stderr
+    assert held.returncode != 0, held.stdout + held.stderr
+    assert "Permission denied" in held.stderr, held.stdout + held.stderr
     assert sh(host, "stat -c '%U %a' /run/sidekiq-fleet").split() == ["root", "700"]
     started = time.monotonic()
     sh(host, f"sudo {CONTROL} start", user="deploy")
@@ -407,8 +423,10 @@ def test_a_release_that_cannot_boot_halts_the_rollout(
     assert f"{GROUP} on host {broken.name}: FAILED" in run.output
     # systemd's own lines of the failed start (the control script reads them by invocation ID).
     assert "sidekiq-default@" in run.output.split(f"{GROUP} on host {broken.name}: FAILED")[1]
-    assert main_pid(broken) == broken_pid and is_active(broken), "the old slot keeps serving"
-    assert main_pid(untouched) == untouched_pid and is_active(untouched), "the rollout went on"
+    assert main_pid(broken) == broken_pid, "the old slot keeps serving"
+    assert is_active(broken), "the old slot keeps serving"
+    assert main_pid(untouched) == untouched_pid, "the rollout went on"
+    assert is_active(untouched), "the rollout went on"
     # A quieted Sidekiq keeps its PID: only its journal tells it was never sent TSTP.
     assert not [line for line in journal(untouched) if line.pid == untouched_pid and "TSTP" in line.message]
     assert is_active(hosts[0])
@@ -470,7 +488,8 @@ def test_the_engine_ran_the_command_plugin_the_toolchain_chose(project: PulumiPr
     ups = [run for run in project.runs if run.args[1] == "up"]
     assert ups, "no `pulumi up` ran before this test"
     for run in ups:
-        assert "from $PATH" not in run.output and "pulumi-resource-command" not in run.output
+        assert "from $PATH" not in run.output
+        assert "pulumi-resource-command" not in run.output
 
 
 def test_destroy_stops_sidekiq_and_leaves_the_hosts_clean(

@@ -111,13 +111,15 @@ def test_a_wrong_host_key_is_refused_before_anything_runs(hosts: localhosts.Flee
     first, second = hosts
     swapped = targets(hosts, **{first.name: {"hostKey": second.host_key}})
     done = run_many(hosts, "touch ~/ops-ran", swapped)
-    assert not done[0].ok and done[0].exit_status is None
+    assert not done[0].ok
+    assert done[0].exit_status is None
     assert done[0].error == (
         f"host key mismatch at {first.address}:22: the host did not present the hostKey of the stack "
         f"outputs ({second.host_key}); refusing to connect"
     )
     assert first.exec("test -e /home/deploy/ops-ran").returncode == 1
-    assert done[1].ok and second.exec("test -e /home/deploy/ops-ran").returncode == 0
+    assert done[1].ok
+    assert second.exec("test -e /home/deploy/ops-ran").returncode == 0
     second.exec("rm /home/deploy/ops-ran", check=True)
 
 
@@ -229,7 +231,8 @@ def test_ssh_config_inventory_pins_the_key_for_openssh(hosts: localhosts.Fleet, 
     swapped = outputs_of(hosts, **{second.name: {"hostKey": first.host_key}})
     config.write_text(inventory.ssh_config(fleet_from_outputs("local", swapped)))
     result = subprocess.run([*argv, second.name, "id -un"], capture_output=True, text=True, timeout=30)
-    assert result.returncode == 255 and result.stdout == ""
+    assert result.returncode == 255
+    assert result.stdout == ""
     assert "Host key verification failed." in result.stderr
 
 
@@ -288,7 +291,8 @@ def test_stack_outputs_through_the_automation_api(stack_project, monkeypatch) ->
         host["hostKey"] for host in outputs["hosts"]
     ]
     result = subprocess.run([*command, "staging"], env=env, capture_output=True, text=True)
-    assert result.returncode == 2 and result.stdout == ""
+    assert result.returncode == 2
+    assert result.stdout == ""
     # After a progress line when the lookup took over a second.
     assert result.stderr.splitlines()[-1].startswith(
         f"sidekiq-fleet: error: no stack 'staging' in the Pulumi backend of {project}:"

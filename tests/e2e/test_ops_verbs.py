@@ -141,7 +141,8 @@ def test_status_matches_systemctl_on_every_host(deployed, hosts) -> None:
             ), host.name
             assert record["version"] == "local-1"
             assert record["release"] == "/var/www/example/local/releases/20260101000000"
-            assert record["concurrency"] == 5 and record["quiet"] is False
+            assert record["concurrency"] == 5
+            assert record["quiet"] is False
     # The text form: a table row per record, each host once, then the summary.
     result = fleet(deployed, hosts, "status")
     assert result.returncode == 0, result.stderr
@@ -197,7 +198,8 @@ def test_logs_are_prefixed_with_the_host_name(deployed, hosts) -> None:
     result = fleet(deployed, hosts, "logs")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines and all(any(line.startswith(f"{h.name} | ") for h in hosts) for line in lines)
+    assert lines
+    assert all(any(line.startswith(f"{h.name} | ") for h in hosts) for line in lines)
     for host in hosts:
         mine = [line for line in lines if line.startswith(f"{host.name} | ")]
         assert any("Received TSTP" in line for line in mine), host.name
@@ -248,7 +250,8 @@ def test_stop_then_start(deployed, hosts) -> None:
     assert result.returncode == 0, result.stderr
     for host in hosts:
         view = systemd_view(host)[enabled_slot(host)]
-        assert view["state"] == "active" and view["pid"] not in (None, old[host.name])
+        assert view["state"] == "active"
+        assert view["pid"] not in (None, old[host.name])
 
 
 def test_hosts_narrows_the_run(deployed, hosts) -> None:
@@ -328,7 +331,8 @@ def test_check_reports_a_hand_edit_and_repair_reinstalls_it(deployed, hosts) -> 
     assert result.returncode == 1
     lines = host_lines(result, hosts)
     assert lines[first.name] == "FAILED   drift: 1 difference(s)"
-    assert f"    {ENV_FILE}: sha256 " in result.stdout and f", the render has {env_sum[:12]}" in result.stdout
+    assert f"    {ENV_FILE}: sha256 " in result.stdout
+    assert f", the render has {env_sum[:12]}" in result.stdout
     assert lines[edited.name] == "FAILED   drift: 1 difference(s)"
     assert f"    {UNIT_FILE}: sha256 {hand[:12]}, the render has {rendered[:12]}" in result.stdout
     assert lines[stopped.name] == "FAILED   drift: 1 difference(s)"
@@ -336,7 +340,8 @@ def test_check_reports_a_hand_edit_and_repair_reinstalls_it(deployed, hosts) -> 
     assert f"    process default: the enabled slot {slot} is inactive; expected active" in result.stdout
     result = fleet(deployed, hosts, "check", "--repair", timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "repairing" in result.stderr and "--replace" in result.stderr
+    assert "repairing" in result.stderr
+    assert "--replace" in result.stderr
     assert all(line.startswith("ok       no drift") for line in host_lines(result, hosts).values())
     assert sh(edited, f"sha256sum {UNIT_FILE}").split()[0] == rendered
     assert sh(first, f"sha256sum {ENV_FILE}").split()[0] == env_sum
@@ -371,4 +376,5 @@ def test_authorized_keys_let_the_ops_commands_in_and_destroy_removes_them(deploy
     outputs_host = hosts[1]
     target = ssh.Target(outputs_host.name, outputs_host.address, 22, "deploy", outputs_host.host_key)
     refused = asyncio.run(ssh.run_command(target, "true", ssh.Options(identities=[key])))
-    assert not refused.ok and "none of the client keys is authorized" in (refused.error or "")
+    assert not refused.ok
+    assert "none of the client keys is authorized" in (refused.error or "")

@@ -1,4 +1,4 @@
-"""Slots and zero-gap restarts for real (docs/rollout.md), on one stage that lives through it all:
+"""Slots and zero-gap restarts for real (docs/architecture.md), on one stage that lives through it all:
 
 migration from the single-unit release, a host added before its first release, a long job across a
 restart, a second deploy while the old slot drains, a process added, a reboot, the process removed,
@@ -64,9 +64,12 @@ def journal(host: localhosts.Host, *units: str) -> list[dict]:
 def at(entries: list[dict], text: str, pid: int | None = None, unit: str | None = None) -> int:
     """Microseconds of the first journal line with ``text``, from ``pid`` or about ``unit``."""
     for entry in entries:
-        if text in entry["MESSAGE"] and (pid is None or int(entry.get("_PID", 0)) == pid):
-            if unit is None or entry.get("UNIT") == unit:
-                return int(entry["__REALTIME_TIMESTAMP"])
+        if (
+            text in entry["MESSAGE"]
+            and (pid is None or int(entry.get("_PID", 0)) == pid)
+            and (unit is None or entry.get("UNIT") == unit)
+        ):
+            return int(entry["__REALTIME_TIMESTAMP"])
     raise AssertionError(f"no journal line with {text!r} (pid {pid}, unit {unit})")
 
 
@@ -145,7 +148,8 @@ def test_a_host_running_the_single_unit_release_migrates_without_a_gap(
     assert "FAILED" not in run.output
 
     for host in first_two:
-        assert active_slots(host) == ["a"] and enabled_slots(host) == ["a"], host.name
+        assert active_slots(host) == ["a"], host.name
+        assert enabled_slots(host) == ["a"], host.name
         assert sh(host, f"systemctl is-enabled {TARGET}").strip() == "enabled"
         # The old unit drains in the background, then its file goes.
         wait_until(
@@ -212,7 +216,8 @@ def test_a_job_longer_than_the_timeout_finishes_once_on_the_draining_slot(
     run = project.up()
     assert not [job for job in processed(host) if job["id"] == "long-1"], "the deploy waited for the drain"
     new_slot = enabled_slots(host)[0]
-    assert new_slot != old_slot and active_slots(host) == sorted({old_slot, new_slot})
+    assert new_slot != old_slot
+    assert active_slots(host) == sorted({old_slot, new_slot})
     assert "FAILED" not in run.output
     push_jobs(host, "during-drain")
     wait_until(lambda: any(j["id"] == "during-drain" for j in processed(host)), 30, "a job on the new slot")
@@ -248,7 +253,8 @@ def test_a_second_deploy_while_the_old_slot_drains_stops_it_and_says_so(
     runs = wait_until(lambda: [j for j in processed(host) if j["id"] == "long-2"], 90, "long-2 to finish")
     wait_until(lambda: active_slots(host) == [first_slot], 30, "the second slot's drain")
     time.sleep(1)
-    assert [j["id"] for j in processed(host)].count("long-2") == 1 and runs[0]["pid"] != serving_pid(host)
+    assert [j["id"] for j in processed(host)].count("long-2") == 1
+    assert runs[0]["pid"] != serving_pid(host)
 
 
 def test_a_process_is_added_survives_a_reboot_and_is_removed(
@@ -259,7 +265,8 @@ def test_a_process_is_added_survives_a_reboot_and_is_removed(
     set_stack_value(project, "sidekiq", "processes", processes)
     project.up()
     for h in hosts:
-        assert len(enabled_slots(h, "low")) == 1 and active_slots(h, "low") == enabled_slots(h, "low"), h.name
+        assert len(enabled_slots(h, "low")) == 1, h.name
+        assert active_slots(h, "low") == enabled_slots(h, "low"), h.name
         assert len(active_slots(h, "default")) >= 1
 
     enabled = {p: enabled_slots(host, p) for p in ("default", "low")}
@@ -286,7 +293,8 @@ def test_a_host_short_of_memory_falls_back_to_restart(
     for host in hosts:
         assert f"on host {host.name}: process default: memory guard: MemAvailable" in run.output, host.name
         slots, pid = before[host.name]
-        assert enabled_slots(host) == slots and serving_pid(host) != pid, host.name
+        assert enabled_slots(host) == slots, host.name
+        assert serving_pid(host) != pid, host.name
 
 
 def test_the_restart_strategy_restarts_the_serving_slot(
@@ -299,7 +307,8 @@ def test_the_restart_strategy_restarts_the_serving_slot(
     project.up()
     for host in hosts:
         slots, pid = before[host.name]
-        assert enabled_slots(host) == slots and active_slots(host) == slots, host.name
+        assert enabled_slots(host) == slots, host.name
+        assert active_slots(host) == slots, host.name
         assert serving_pid(host) != pid, host.name
     project.pulumi("destroy", "--yes")
     for host in hosts:

@@ -45,14 +45,15 @@ def test_a_drop_in_that_clashes_with_the_hosts_sudoers_is_never_installed(
     assert "already defined" in run.output, run.output
     assert host.exec(f"test -e {DROP_IN}").returncode != 0, "the drop-in was installed"
     assert host.exec("test -e /usr/local/sbin/sidekiqctl").returncode != 0, "something was installed"
-    assert sudo_works(host) and host.exec("visudo -c").returncode == 0
+    assert sudo_works(host)
+    assert host.exec("visudo -c").returncode == 0
     assert not deploy_runs_id_as_root(host)
 
     # Positive control: the same install without the whole-configuration check hands deploy the
     # other file's commands.
     values = values_from_stack_file(project.directory / "Pulumi.local.yaml")
     stage = resolve_files(parse_stage("local", values), project.directory)
-    with mock.patch.object(scripts, "_check_whole_sudoers", lambda path, copy: []):
+    with mock.patch.object(scripts, "_check_whole_sudoers", return_value=[]):
         unchecked = scripts.install(stage, render_files(stage), host.name)
     host.exec(unchecked)
     try:
@@ -64,6 +65,7 @@ def test_a_drop_in_that_clashes_with_the_hosts_sudoers_is_never_installed(
     assert sudo_works(host)
 
     project.up()
-    assert host.exec(f"test -e {DROP_IN}").returncode == 0 and sudo_works(host)
+    assert host.exec(f"test -e {DROP_IN}").returncode == 0
+    assert sudo_works(host)
     assert not deploy_runs_id_as_root(host)
     project.pulumi("destroy", "--yes")

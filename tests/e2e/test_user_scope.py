@@ -45,7 +45,7 @@ def test_user_unit_deploys_restarts_and_uninstalls(project: PulumiProject, hosts
     stat = host.exec(f"stat -c '%U %a %n' {HOME}/.config {UNIT_FILE} {ENV_FILE}").stdout.split("\n")
     assert stat[:3] == [f"deploy 755 {HOME}/.config", f"deploy 644 {UNIT_FILE}", f"deploy 600 {ENV_FILE}"]
     assert host.exec("test -e /etc/sudoers.d/sidekiq-fleet-sidekiq").returncode != 0, "no sudo for user units"
-    # The sandbox a user manager can apply (README, "scope: user"): measured at 2.2 on these hosts.
+    # The sandbox a user manager can apply (docs/hosts.md, "scope: user"): measured at 2.2 on these hosts.
     score = as_deploy(host, f"systemd-analyze --user security {SLOTS[0]} --no-pager").splitlines()[-1]
     assert float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", score).group(1)) <= 2.5, score
     for job_id, path, error in [
@@ -99,7 +99,7 @@ def stage_of(project: PulumiProject) -> Stage:
 
 def with_the_fix_reverted(build: Callable[[Stage], str], project: PulumiProject) -> str:
     """The script as it was before the fix: root itself acts on the files in deploy's home."""
-    with mock.patch.object(scripts, "_as_owner_of", lambda path: ""):
+    with mock.patch.object(scripts, "_as_owner_of", return_value=""):
         return build(stage_of(project))
 
 
@@ -128,7 +128,8 @@ def test_deploys_links_and_fifos_in_its_home_never_steer_root(
     project.config_set("sidekiq.timeout", "9")  # a change to every unit: install runs
     run = project.up(check=False)
     assert run.returncode != 0
-    assert f"could not stage {UNIT_DIR}/" in run.output and "as deploy, nothing installed" in run.output
+    assert f"could not stage {UNIT_DIR}/" in run.output
+    assert "as deploy, nothing installed" in run.output
     assert listing(host, "/etc/profile.d") == profile_d, "root wrote into /etc/profile.d"
     assert "TimeoutStopSec=14" not in host.exec(f"cat {UNIT_DIR}.real/sidekiq-default@.service").stdout
     # Positive control: the same install with root acting in deploy's home writes there.

@@ -1,21 +1,12 @@
-"""Stage configuration: one typed model, validated before any resource exists.
-
-Every key lives under the ``sidekiq-fleet:`` namespace of ``Pulumi.<stage>.yaml``.
-Errors are collected by pydantic and reported all at once, each naming the
-config key (``sidekiq-fleet:hosts.sshIngressCidrs[0]``) and the expected form.
-"""
+"""The stage config's typed model: every key under the ``sidekiq-fleet:`` namespace of
+``Pulumi.<stage>.yaml``, with its expected form as its description."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import ipaddress
-import json
 import posixpath
 import re
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -25,11 +16,12 @@ from pydantic import (
     Field,
     SecretStr,
     Tag,
-    ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+
+from . import keys
 
 NAMESPACE = "sidekiq-fleet"
 # What `render` shows for encrypted stack values, which only the engine can decrypt.
@@ -62,15 +54,6 @@ SHADOWED_CTL = frozenset(
 )  # fmt: skip
 # /var/lib/sidekiq-fleet/<unitName> holds the version file; staging/ there is every stage's upload area.
 RESERVED_UNIT_NAMES = frozenset({"staging"})
-
-
-class StageConfigError(ValueError):
-    """Invalid stage configuration; ``problems`` holds one line per problem."""
-
-    def __init__(self, stage: str, problems: list[str]) -> None:
-        self.problems = problems
-        lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"stage {stage!r} has {len(problems)} configuration problem(s):\n{lines}")
 
 
 class _Model(BaseModel):
@@ -129,6 +112,7 @@ HostKey = Annotated[
         pattern=r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/=]+$",
         description='an ssh public host key such as "ssh-ed25519 AAAAC3Nza..."',
     ),
+    AfterValidator(keys.host_key),
 ]
 
 
@@ -257,8 +241,8 @@ class Ssh(_Model):
     @field_validator("private_key", mode="after")
     @classmethod
     def _looks_like_key(cls, key: SecretStr | None) -> SecretStr | None:
-        if key is not None:
-            _check_private_key(key.get_secret_value())
+        if key is not None and key.get_secret_value() != SECRET_PLACEHOLDER:
+            keys.check_private_key(key.get_secret_value())
         return key
 
     @model_validator(mode="after")
@@ -269,11 +253,6 @@ class Ssh(_Model):
                 "private key set with pulumi config set --secret --path ssh.privateKey"
             )
         return self
-
-
-def _check_private_key(value: str) -> None:
-    if value != SECRET_PLACEHOLDER and "PRIVATE KEY-----" not in value:
-        raise ValueError("not a PEM/OpenSSH private key")
 
 
 def _normal_path(path: str) -> str:
@@ -302,38 +281,6 @@ def _config_file(path: str) -> str:
 
 ConfigFile = Annotated[str, Field(pattern=CONFIG_FILE), AfterValidator(_config_file)]
 
-# The public key algorithms OpenSSH accepts in authorized_keys (no options prefix: we add none).
-AUTHORIZED_KEY_TYPES = (
-    "ssh-ed25519",
-    "ssh-rsa",
-    "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521",
-    "sk-ssh-ed25519@openssh.com",
-    "sk-ecdsa-sha2-nistp256@openssh.com",
-)
-
-
-def _check_authorized_key(value: str) -> str:
-    """One OpenSSH public key line: TYPE BASE64 [COMMENT], the blob's own type matching TYPE."""
-    shown = value if len(value) <= 40 else value[:37] + "..."
-    words = value.split()
-    if not words or not value.isprintable():
-        raise ValueError(f"{shown!r} is not one line of printable text")
-    if words[0] not in AUTHORIZED_KEY_TYPES:
-        raise ValueError(f"{shown!r} starts with {words[0]!r}, not a key type such as ssh-ed25519")
-    try:
-        blob = base64.b64decode(words[1], validate=True)
-    except (IndexError, binascii.Error, ValueError):
-        blob = b""  # pragma: no mutate - any blob under 5 bytes holds no type: the same refusal
-    length = int.from_bytes(blob[:4])  # big-endian, as SSH encodes lengths
-    if blob[4 : 4 + length] != words[0].encode():
-        raise ValueError(f"{shown!r} has no {words[0]} key data after its type")
-    return " ".join(words)
-
-
-AuthorizedKey = Annotated[str, AfterValidator(_check_authorized_key)]
-
 
 class Process(_Model):
     """One Sidekiq process per host, run as a template unit with two slots."""
@@ -353,6 +300,13 @@ class Process(_Model):
         description="seconds the old slot may drain after a restart, 1 to 86400; "
         "defaults to rollout.drainTimeout",
     )
+
+
+class ResolvedProcess(Process):
+    """A process with the defaults of sidekiq and rollout filled in (Stage.processes)."""
+
+    config_file: ConfigFile
+    drain_timeout: int
 
 
 class Sidekiq(_Model):
@@ -395,7 +349,7 @@ class Sidekiq(_Model):
         None,
         description="absolute, normalized paths such as /var/www/<app>/<stage>/shared",
     )
-    authorized_keys: list[AuthorizedKey] = Field(
+    authorized_keys: list[Annotated[str, AfterValidator(keys.authorized_key)]] = Field(
         [],
         max_length=100,
         description='OpenSSH public key lines such as "ssh-ed25519 AAAAC3Nza... alice@laptop"',
@@ -558,7 +512,10 @@ class Stage(BaseModel):
 
     @property
     def ssh_user(self) -> str:
-        return self.config.ssh.user or self.config.default_ssh_user  # type: ignore[return-value]
+        user = self.config.ssh.user or self.config.default_ssh_user
+        if user is None:  # StageConfig refuses this config: "ssh.user: is required unless ..."
+            raise ValueError("ssh.user is required")  # pragma: no mutate - unreachable, see above
+        return user
 
     @property
     def app_dir(self) -> str:
@@ -569,17 +526,16 @@ class Stage(BaseModel):
         return self.config.sidekiq.environment or self.name
 
     @property
-    def processes(self) -> list[Process]:
+    def processes(self) -> list[ResolvedProcess]:
         """Every process with its config file and drain timeout filled in."""
         sidekiq = self.config.sidekiq
         drain_timeout = self.config.rollout.drain_timeout or sidekiq.timeout
         declared = sidekiq.processes or [Process(name=DEFAULT_PROCESS)]
         return [
-            process.model_copy(
-                update={
-                    "config_file": process.config_file or sidekiq.config_file,
-                    "drain_timeout": process.drain_timeout or drain_timeout,
-                }
+            ResolvedProcess(
+                name=process.name,
+                config_file=process.config_file or sidekiq.config_file,
+                drain_timeout=process.drain_timeout or drain_timeout,
             )
             for process in declared
         ]
@@ -601,204 +557,11 @@ class Stage(BaseModel):
 STAGE_NAME = r"^[A-Za-z0-9_.-]{1,64}$"
 
 
-def _models_in(annotation: Any) -> list[type[BaseModel]]:
+def models_in(annotation: Any, tag: str = "") -> list[tuple[type[BaseModel], str]]:
+    """The models a field holds, each with what picks it in a union: its provider or its Tag."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    return [m for arg in getattr(annotation, "__args__", ()) for m in _models_in(arg)]
-
-
-def _descriptions(model: type[BaseModel], prefix: str = "") -> dict[str, str]:
-    """Expected forms by key path, e.g. {"hosts.count": "an integer from 1 to 100"}."""
-    found: dict[str, str] = {}
-    for name, field in model.model_fields.items():
-        key = prefix + (field.alias or name)
-        if field.description:
-            found[key] = field.description
-        for sub in _models_in(field.annotation):
-            found.update(_descriptions(sub, key + "."))
-    return found
-
-
-_DESCRIPTIONS = _descriptions(StageConfig)
-
-
-_UNION_TAGS = ("by-id", "lookup")
-
-
-def key_path(loc: tuple[int | str, ...]) -> str:
-    """Turn a pydantic error location into a key path such as hosts.existing[0].port (also used for
-    the stack outputs' errors)."""
-    path = ""
-    for i, item in enumerate(loc):
-        # Discriminated unions add their tag to the location; the user never wrote it.
-        if item in _UNION_TAGS or (i == 1 and loc[0] == "hosts" and item in ("ec2", "existing")):
-            continue
-        if isinstance(item, int):
-            path += f"[{item}]"
-        elif item == "[key]":
-            continue  # pragma: no mutate - "[key]" ends a location, so break is the same
-        else:
-            path += f".{item}" if path else str(item)
-    return path
-
-
-def _message(error: Mapping[str, Any]) -> str:
-    path = key_path(tuple(error["loc"]))
-    key = f"{NAMESPACE}:{path}" if path else f"{NAMESPACE} (top level)"
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        return f"{key}: unknown key; see the config reference in the README"
-    if kind == "union_tag_not_found":
-        return f"{key}.provider: is required; expected ec2 or existing"
-    if kind == "union_tag_invalid":
-        return f"{key}.provider: got {error['ctx']['tag']!r}; expected ec2 or existing"
-    if kind == "value_error":
-        # Cross-field checks name their key first: "sshIngressCidrs: ...".
-        reason = error["msg"].removeprefix("Value error, ")
-        sub_key, sep, rest = reason.partition(": ")
-        if sep and re.fullmatch(r"[A-Za-z][A-Za-z_.\[\]0-9]*", sub_key):
-            return f"{NAMESPACE}:{path + '.' if path else ''}{sub_key}: {rest}"
-    if "[key]" in error["loc"]:
-        return f"{key}: the name is invalid; expected letters, digits and _, not starting with a digit"
-    text = "is required" if kind == "missing" else error["msg"].removeprefix("Value error, ")
-    # A map's entries (env.NAME, tags.NAME) take the map's own description.
-    lookup = re.sub(r"\[\d+\]", "", path)
-    expected = _DESCRIPTIONS.get(lookup) or _DESCRIPTIONS.get(lookup.rpartition(".")[0])
-    if expected and "; expected" not in text:
-        text += f"; expected {expected}"
-    return f"{key}: {text}"
-
-
-def parse_stage(stage: str, values: Mapping[str, Any]) -> Stage:
-    """Validate the stage's config values (keys without the namespace).
-
-    Raises StageConfigError listing every problem at once.
-    """
-    problems: list[str] = []
-    if not re.fullmatch(STAGE_NAME, stage):
-        problems.append(f"stage name {stage!r}: expected letters, digits, . _ -")
-    try:
-        config = StageConfig.model_validate(dict(values))
-    except ValidationError as err:
-        problems.extend(_message(e) for e in err.errors())
-        raise StageConfigError(stage, problems) from None
-    if problems:
-        raise StageConfigError(stage, problems)
-    return Stage(name=stage, config=config)
-
-
-def _decode(value: Any) -> Any:
-    """Pulumi hands object and list config values over as JSON text."""
-    if isinstance(value, str) and value[:1] in ("{", "["):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    return value
-
-
-def values_from_config(config: Mapping[str, Any], project: str = NAMESPACE) -> dict[str, Any]:
-    """The project's values from `namespace:key` -> value as Pulumi gives them (the running program's
-    config, or the Automation API's `get_all_config`, decrypted): objects and lists come as JSON text."""
-    prefix = f"{project}:"
-    return {
-        key.removeprefix(prefix): _decode(value)
-        for key, value in sorted(config.items())
-        if key.startswith(prefix)
-    }
-
-
-def values_from_pulumi() -> dict[str, Any]:
-    """Every config value of this project's namespace from the running Pulumi program."""
-    from pulumi.runtime import config as runtime_config
-
-    keys = {*runtime_config.CONFIG.get(), *runtime_config.get_config_env()}
-    return values_from_config({key: runtime_config.get_config(key) for key in keys})
-
-
-def values_from_stack_file(path: Path, project: str = NAMESPACE) -> dict[str, Any]:
-    """Config values from ``Pulumi.<stage>.yaml`` without the engine.
-
-    Encrypted values cannot be read without the engine; they are replaced by a
-    placeholder that validates like a string.
-    """
-    import yaml
-
-    document = yaml.safe_load(path.read_text()) or {}
-    prefix = f"{project}:"
-
-    def reveal(value: Any) -> Any:
-        if isinstance(value, dict):
-            if set(value) == {"secure"}:
-                return SECRET_PLACEHOLDER
-            return {k: reveal(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [reveal(v) for v in value]
-        return value
-
-    config = document.get("config") or {}
-    values: dict[str, Any] = {}
-    for key, value in config.items():
-        if ":" not in key:
-            key = prefix + key
-        if key.startswith(prefix):
-            values[key.removeprefix(prefix)] = reveal(value)
-    return values
-
-
-def _known_host_keys(text: str, host: str, port: int) -> list[str]:
-    pattern = host if port == 22 else f"[{host}]:{port}"
-    keys = []
-    for line in text.splitlines():
-        fields = line.split()
-        # Comments and @cert-authority/@revoked lines never have an address as their first field.
-        if len(fields) >= 3 and pattern in fields[0].split(","):
-            keys.append(f"{fields[1]} {fields[2]}")
-    return keys
-
-
-def resolve_files(stage: Stage, base_dir: Path) -> Stage:
-    """Read ssh.privateKeyFile and ssh.knownHostsFile into the stage.
-
-    Kept apart from parse_stage so that validation and `render` touch no files.
-    """
-    ssh = stage.config.ssh
-    problems = []
-    private_key = ssh.private_key
-    if ssh.private_key_file is not None:
-        path = base_dir / ssh.private_key_file
-        try:
-            text = path.read_text()
-            _check_private_key(text)
-            private_key = SecretStr(text)
-        except (OSError, ValueError) as error:
-            problems.append(
-                f"{NAMESPACE}:ssh.privateKeyFile: cannot use {path}: {error}; "
-                "expected a readable OpenSSH private key file"
-            )
-    hosts = stage.config.hosts
-    if isinstance(hosts, ExistingHosts) and ssh.known_hosts_file is not None:
-        path = base_dir / ssh.known_hosts_file
-        try:
-            known = path.read_text()
-        except OSError as error:
-            known = ""
-            problems.append(
-                f"{NAMESPACE}:ssh.knownHostsFile: cannot read {path}: {error}; expected a known_hosts file"
-            )
-        pinned = []
-        for index, host in enumerate(hosts.existing):
-            keys = [host.host_key] if host.host_key else _known_host_keys(known, host.address, host.port)
-            if known and len(keys) != 1:
-                problems.append(
-                    f"{NAMESPACE}:hosts.existing[{index}].hostKey: {path} has {len(keys)} keys for "
-                    f"{host.address} port {host.port}; expected exactly one, or hostKey set"
-                )
-            pinned.append(host.model_copy(update={"host_key": keys[0] if keys else None}))
-        hosts = hosts.model_copy(update={"existing": pinned})
-    if problems:
-        raise StageConfigError(stage.name, problems)
-    config = stage.config.model_copy(
-        update={"hosts": hosts, "ssh": ssh.model_copy(update={"private_key": private_key})}
-    )
-    return stage.model_copy(update={"config": config})
+        provider = annotation.model_fields.get("provider")
+        return [(annotation, f"provider: {get_args(provider.annotation)[0]}" if provider else tag)]
+    args = get_args(annotation)
+    tag = next((arg.tag for arg in args if isinstance(arg, Tag)), tag)
+    return [found for arg in args for found in models_in(arg, tag)]
