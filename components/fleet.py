@@ -72,6 +72,7 @@ def _outputs(
         "units": units,
         "control": control,
         "batchSize": config.rollout.batch_size,
+        "opsIdentityFile": config.ops.identity_file,
         "hosts": [
             {
                 "name": host.name,

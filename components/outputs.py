@@ -15,7 +15,7 @@ from pydantic.alias_generators import to_camel
 
 from .config.model import HostKey
 
-OUTPUTS_VERSION: Final = 2
+OUTPUTS_VERSION: Final = 3
 
 
 class _Contract(BaseModel):
@@ -42,7 +42,7 @@ class HostOutputs(_Contract):
 
 
 class StackOutputs(_Contract):
-    outputs_version: Literal[2] = OUTPUTS_VERSION
+    outputs_version: Literal[3] = OUTPUTS_VERSION
     stage: str
     app: str
     app_version: str
@@ -52,4 +52,6 @@ class StackOutputs(_Contract):
     control: str
     # rollout.batchSize: `sidekiq-fleet restart` goes batch by batch like `pulumi up`.
     batch_size: int = Field(ge=1)
+    # ops.identityFile: the key `sidekiq-fleet` offers when no -i is given.
+    ops_identity_file: str | None = None
     hosts: list[HostOutputs]

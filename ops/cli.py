@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--identity",
         type=Path,
         action="append",
-        help="the deploy user's private key (repeatable; default: ssh-agent and ~/.ssh/id_*)",
+        help="the deploy user's private key (repeatable; default: the stage's ops.identityFile, else "
+        "ssh-agent and ~/.ssh/id_*)",
     )
     remote.add_argument(
         "--connect-timeout",
@@ -234,6 +235,14 @@ def _print_line(as_json: bool) -> ssh.LineHandler:
     return emit
 
 
+def _stage_identity(fleet: Fleet, project: Path) -> list[Path] | None:
+    """The stage's ops.identityFile from the outputs: ~ is the operator's home, a relative path the
+    project's."""
+    if fleet.identity_file is None:
+        return None
+    return [project / Path(fleet.identity_file).expanduser()]
+
+
 async def run(args: argparse.Namespace) -> int:
     if args.verb == "render":
         print(render_stage(args.stage, args.project), end="")
@@ -245,7 +254,9 @@ async def run(args: argparse.Namespace) -> int:
     if not fleet.hosts:
         raise OpsError(f"the stack outputs of {fleet.stage} list no hosts")
     options = ssh.Options(
-        identities=args.identity, connect_timeout=args.connect_timeout, parallel=args.parallel
+        identities=args.identity or _stage_identity(fleet, args.project),
+        connect_timeout=args.connect_timeout,
+        parallel=args.parallel,
     )
     targets = [_target(fleet, host) for host in fleet.hosts]
     by_name = {host.name: host for host in fleet.hosts}

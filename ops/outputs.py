@@ -42,6 +42,7 @@ class Fleet:
     scope: str
     batch_size: int
     hosts: tuple[Host, ...]
+    identity_file: str | None = None
 
     def select(self, names: Sequence[str] | None) -> list[Host]:
         """The hosts named (in the outputs' order), or all; an unknown name is an error."""
@@ -88,6 +89,7 @@ def fleet_from_outputs(stage: str, outputs: Mapping[str, Any]) -> Fleet:
         scope=checked.scope,
         batch_size=checked.batch_size,
         hosts=hosts,
+        identity_file=checked.ops_identity_file,
     )
 
 

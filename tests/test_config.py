@@ -323,6 +323,13 @@ BAD_INPUTS = [
     pytest.param("ec2", {"ssh": DELETE}, "ssh", "is required", id="missing-ssh"),
     pytest.param(
         "ec2",
+        {"ops.identityFile": "keys/deploy key"},
+        "ops.identityFile",
+        "expected a private key file that sidekiq-fleet offers as the deploy user when no -i is given",
+        id="ops-identityFile-with-a-space",
+    ),
+    pytest.param(
+        "ec2",
         {"ssh.privateKey": DELETE},
         "ssh.privateKey",
         "set exactly one of privateKey or privateKeyFile",

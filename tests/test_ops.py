@@ -27,9 +27,9 @@ KEY_2 = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJec+JKN0+LG/KBxFYTAQ1mEBOapWbz9bRn
 
 
 def outputs(**top) -> dict:
-    """Stack outputs as components/fleet.py exports them (outputsVersion 2), written out here."""
+    """Stack outputs as components/fleet.py exports them (outputsVersion 3), written out here."""
     return {
-        "outputsVersion": 2,
+        "outputsVersion": 3,
         "stage": "staging",
         "app": "example",
         "appVersion": "3f2c1e9",
@@ -38,6 +38,7 @@ def outputs(**top) -> dict:
         "units": ["sidekiq.target", "sidekiq-default@.service"],
         "control": "/usr/local/sbin/sidekiqctl",
         "batchSize": 2,
+        "opsIdentityFile": None,
         "hosts": [
             {
                 "name": "web1",
@@ -87,7 +88,7 @@ def test_fleet_from_outputs(fleet):
 
 
 def test_outputs_as_the_engine_gives_them_with_numbers_as_floats_and_new_fields():
-    values = outputs(outputsVersion=2.0, batchSize=2.0, addedLater="ignored")
+    values = outputs(outputsVersion=3.0, batchSize=2.0, addedLater="ignored")
     values["hosts"][0]["port"] = 22.0
     assert fleet_from_outputs("staging", values) == fleet_from_outputs("staging", outputs())
 
@@ -101,9 +102,10 @@ def test_outputs_as_the_engine_gives_them_with_numbers_as_floats_and_new_fields(
         (
             lambda o: o.pop("outputsVersion"),
             "stack outputs of staging were written by an earlier version; this sidekiq-fleet reads "
-            "outputsVersion 2: run `pulumi up -s staging` once with it, then try again",
+            "outputsVersion 3: run `pulumi up -s staging` once with it, then try again",
         ),
-        (lambda o: o.update(outputsVersion=3), "were written by outputsVersion 3; this sidekiq-fleet reads"),
+        (lambda o: o.update(outputsVersion=2), "were written by outputsVersion 2; this sidekiq-fleet reads"),
+        (lambda o: o.update(outputsVersion=4), "were written by outputsVersion 4; this sidekiq-fleet reads"),
         (lambda o: o.pop("deployUser"), "stack outputs of staging: deployUser is missing"),
         (lambda o: o.pop("batchSize"), "stack outputs of staging: batchSize is missing"),
         (
@@ -765,3 +767,18 @@ def test_report_status_of_a_host_with_no_slot_is_a_line_of_its_own(fleet):
         "web1  ok       no slot enabled or active",
         "status staging: 1 of 1 hosts ok (1.0 s)",
     ]
+
+
+@pytest.mark.parametrize(
+    ("configured", "expected"),
+    [
+        (None, None),
+        ("/run/keys/deploy", [Path("/run/keys/deploy")]),
+        ("keys/deploy", [Path("/srv/project/keys/deploy")]),
+        ("~/.ssh/deploy", [Path.home() / ".ssh" / "deploy"]),
+    ],
+)
+def test_the_stages_identity_file_comes_from_the_outputs(configured, expected):
+    fleet = fleet_from_outputs("staging", outputs(opsIdentityFile=configured))
+    assert fleet.identity_file == configured
+    assert cli._stage_identity(fleet, Path("/srv/project")) == expected

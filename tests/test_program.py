@@ -371,7 +371,7 @@ def test_secrets_stay_secret(ec2_program: RecordingMonitor) -> None:
 def test_stack_outputs_have_the_documented_shape(ec2_program: RecordingMonitor) -> None:
     outputs = ec2_program.stack_outputs
     assert {k: v for k, v in outputs.items() if k != "hosts"} == {
-        "outputsVersion": 2.0,
+        "outputsVersion": 3.0,
         "stage": "staging",
         "app": "example",
         "appVersion": "v1.2.3",
@@ -380,6 +380,7 @@ def test_stack_outputs_have_the_documented_shape(ec2_program: RecordingMonitor) 
         "units": ["sidekiq.target", "sidekiq-default@.service"],
         "control": "/usr/local/sbin/sidekiqctl",
         "batchSize": 1.0,
+        "opsIdentityFile": None,
     }
     assert [h["name"] for h in outputs["hosts"]] == HOSTS
     first = outputs["hosts"][0]

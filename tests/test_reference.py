@@ -90,6 +90,7 @@ SECTIONS = [
     "sidekiq",
     "sidekiq.processes[]",
     "rollout",
+    "ops",
 ]
 
 

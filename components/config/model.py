@@ -413,6 +413,17 @@ class Sidekiq(_Model):
         return self
 
 
+class Ops(_Model):
+    """The `sidekiq-fleet` command's side of the stage."""
+
+    identity_file: str | None = Field(
+        None,
+        pattern=r"^(~/)?[A-Za-z0-9._/@+-]+$",
+        description="a private key file that sidekiq-fleet offers as the deploy user when no -i is given: "
+        "absolute, ~/..., or relative to the project",
+    )
+
+
 class Rollout(_Model):
     batch_size: int = Field(1, ge=1, le=100, description="an integer from 1 to 100")
     strategy: Literal["overlap", "restart"] = Field(
@@ -471,6 +482,7 @@ class StageConfig(_Model):
     ssh: Ssh
     sidekiq: Sidekiq = Field(default_factory=Sidekiq)
     rollout: Rollout = Field(default_factory=Rollout)
+    ops: Ops = Field(default_factory=Ops)
     env: dict[Annotated[str, Field(pattern=ENV_NAME)], EnvValue] = Field(
         default_factory=dict,
         description="a map of environment variable names to single-line strings",
