@@ -87,6 +87,7 @@ def copy_project(target: Path, hosts: list[localhosts.Host], overrides: dict[str
     # The harness's cache may not be the default one the committed stack names.
     config["sidekiq-fleet:ssh"]["privateKeyFile"] = str(hosts[0].private_key_path)
     config["sidekiq-fleet:ssh"]["knownHostsFile"] = str(hosts[0].known_hosts_path)
+    config["sidekiq-fleet:ops"]["identityFile"] = str(hosts[0].private_key_path)
     for key, value in overrides.items():
         config[f"sidekiq-fleet:{key}"] = {**config.get(f"sidekiq-fleet:{key}", {}), **value}
     (target / f"Pulumi.{STACK}.yaml").write_text(yaml.safe_dump(stack, sort_keys=False))

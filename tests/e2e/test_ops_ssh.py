@@ -24,6 +24,7 @@ import asyncssh
 import pytest
 
 import localhosts
+from components.config import parse_stage, resolve_files, values_from_stack_file
 from ops import cli, inventory, ssh
 from ops.outputs import fleet_from_outputs, stack_outputs
 
@@ -36,7 +37,7 @@ PROJECT_DIR = Path(__file__).resolve().parents[2]
 def outputs_of(hosts: localhosts.Fleet, **changes: dict) -> dict:
     """Stack outputs as the program exports them for these hosts (components/outputs.py)."""
     return {
-        "outputsVersion": 2,
+        "outputsVersion": 3,
         "stage": "local",
         "app": "example",
         "appVersion": "local-1",
@@ -365,3 +366,32 @@ def test_cli_restart_stops_at_the_first_failed_batch(hosts: localhosts.Fleet, tm
         "stdout": "",
         "stderr": "",
     }
+
+
+def test_a_known_hosts_file_from_ssh_keyscan_pins_ed25519_for_the_program_and_the_client(
+    hosts: localhosts.Fleet, tmp_path: Path
+) -> None:
+    """`ssh-keyscan -H` of the real hosts: hashed names, three key types each. The config pins each
+    host's ed25519 key, and the ops client, asking for that type, connects."""
+    scan = subprocess.run(
+        ["ssh-keyscan", "-H", "-T", "10", *(h.address for h in hosts)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    lines = [line.split() for line in scan.stdout.splitlines() if line and not line.startswith("#")]
+    assert all(line[0].startswith("|1|") for line in lines), "hashed names"
+    assert sorted(line[1] for line in lines) == sorted(["ecdsa-sha2-nistp256", "ssh-ed25519", "ssh-rsa"] * 2)
+    (tmp_path / "known_hosts").write_text(scan.stdout)
+    values = values_from_stack_file(PROJECT_DIR / "Pulumi.local.yaml")
+    values["hosts"]["existing"] = [{"name": h.name, "address": h.address} for h in hosts]
+    values["ssh"] |= {"privateKeyFile": str(hosts[0].private_key_path), "knownHostsFile": "known_hosts"}
+    stage = resolve_files(parse_stage("local", values), tmp_path)
+    for host, pinned in zip(hosts, stage.config.hosts.existing, strict=True):
+        on_host = host.exec("cat /etc/ssh/ssh_host_ed25519_key.pub").stdout.split()[:2]
+        assert pinned.host_key == " ".join(on_host), host.name
+        target = ssh.Target(host.name, host.address, host.port, "deploy", pinned.host_key)
+        options = ssh.Options(identities=[host.private_key_path])
+        result = asyncio.run(ssh.run_command(target, "echo ok", options))
+        assert result.ok, result.error
+        assert result.stdout == "ok\n"

@@ -88,11 +88,12 @@ def fleet(
     timeout: float = 300,
     identity: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """`sidekiq-fleet ARGS` (this checkout's ops package), on the stage's stack, as the deploy user."""
+    """`sidekiq-fleet ARGS` (this checkout's ops package), on the stage's stack, as the deploy user: with
+    no -i, as a newcomer runs it after bin/demo, the stage's ops.identityFile is the key."""
     verb, *rest = args
     argv = [sys.executable, "-m", "ops", "--project", str(project.directory), verb, "local"]
-    if verb != "inventory":
-        argv += ["-i", str(identity or hosts[0].private_key_path)]
+    if identity is not None:
+        argv += ["-i", str(identity)]
     return subprocess.run(
         [*argv, *rest], cwd=PROJECT_DIR, env=project.env, capture_output=True, text=True, timeout=timeout
     )
