@@ -5,9 +5,10 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
+from pydantic import Tag
 
 from components.__main__ import render_stage
 from components.config import (
@@ -20,6 +21,7 @@ from components.config import (
 )
 from components.config.errors import _descriptions, _message
 from components.config.keys import AUTHORIZED_KEY_TYPES
+from components.config.model import AmiById, AmiLookup, Ec2Hosts, models_in
 from components.config.sources import _decode
 from tests.conftest import FAKE_KEY, HOST_KEY
 from tests.test_config_files import public_key
@@ -1364,6 +1366,8 @@ def test_every_config_key_has_its_expected_form():
     assert forms["hosts.existing.port"] == "a TCP port from 1 to 65535"
     assert forms["hosts.ami.owner"] == "an AWS account id (12 digits), amazon, self or aws-marketplace"
     assert forms["sidekiq.timeout"] == "Sidekiq's -t shutdown timeout in seconds, 1 to 3600"
+    # By the key as written: camelCase.
+    assert forms["hosts.instanceType"] == "an EC2 instance type such as t3.small"
     for key, form in forms.items():
         assert form, key
         assert isinstance(form, str), key
@@ -1474,3 +1478,20 @@ def test_values_from_config_keeps_the_namespace_and_decodes_objects_and_lists() 
         "appVersion": "{not json",
     }
     assert values_from_config(config, project="aws") == {"region": "eu-west-1"}
+
+
+def test_models_in_finds_each_model_with_what_picks_it() -> None:
+    assert models_in(Annotated[AmiById | None, Tag("outer")]) == [(AmiById, "outer")]
+    assert models_in(Annotated[AmiById, Tag("by-id")] | Annotated[AmiLookup, Tag("lookup")]) == [
+        (AmiById, "by-id"),
+        (AmiLookup, "lookup"),
+    ]
+    assert models_in(list[Ec2Hosts] | None) == [(Ec2Hosts, "provider: ec2")]
+    assert models_in(int | None) == []
+
+
+def test_a_host_key_keeps_its_type_and_data_and_drops_a_comment(existing_values) -> None:
+    """As /etc/ssh/ssh_host_ed25519_key.pub has it: the comment is not part of what is pinned."""
+    existing_values["hosts"]["existing"][0]["hostKey"] = f"{HOST_KEY} root@web1 (made at install)"
+    stage = parse_stage("staging", existing_values)
+    assert stage.config.hosts.existing[0].host_key == HOST_KEY

@@ -647,6 +647,9 @@ def test_uninstall_stops_every_unit_of_the_group_then_removes_them(host: FakeHos
     ]
     for path in contents:
         assert host.removed(path), path
+    # By the teardown alone: uninstall's own removals are the other files.
+    for name in UNIT_FILES:
+        assert run.calls.count(f"rm -f /etc/systemd/system/{name}") == 1, name
     assert host.removed("/etc/systemd/system/sidekiq.target.wants/sidekiq-default@a.service")
     assert {path: host.file(path) for path in OTHERS} == OTHERS
     assert not host.removed("/etc/sidekiq-fleet")

@@ -15,21 +15,21 @@ from .errors import StageConfigError
 from .model import NAMESPACE, ExistingHost, ExistingHosts, Stage
 
 
-def _pinned_key(known: asyncssh.SSHKnownHosts, host: ExistingHost) -> tuple[str | None, str]:
-    """The host's key to pin, or None and why not. OpenSSH's rules through asyncssh: hashed names,
-    host lists and patterns match, @revoked keys are never pinned, and a host not on port 22 is
-    looked up as [address]:port first, then as the address."""
-    host_keys, ca_keys, revoked, *_ = known.match(host.address, "", None if host.port == 22 else host.port)
+def _pinned_key(known: asyncssh.SSHKnownHosts, host: ExistingHost) -> str:
+    """The host's key to pin. OpenSSH's rules through asyncssh: hashed names, host lists and patterns
+    match, @revoked keys are never pinned, and [address]:port is looked up first, then the address.
+    Raises ValueError saying what the file lacks."""
+    host_keys, ca_keys, revoked, *_ = known.match(host.address, "", host.port)
     revoked_data = {key.public_data for key in revoked}
     usable = [key for key in host_keys if key.public_data not in revoked_data]
     pinned = keys.preferred_host_key(usable)
     if pinned is not None:
-        return pinned, ""
+        return pinned
     if usable:
-        return None, f"has no key of a type the program can pin ({', '.join(keys.HOST_KEY_TYPES)})"
+        raise ValueError(f"has no key of a type the program can pin ({', '.join(keys.HOST_KEY_TYPES)})")
     if ca_keys:
-        return None, "has only a @cert-authority key, which cannot be pinned"
-    return None, "has no key"
+        raise ValueError("has only a @cert-authority key, which cannot be pinned")
+    raise ValueError("has no key")
 
 
 def resolve_files(stage: Stage, base_dir: Path) -> Stage:
@@ -66,8 +66,9 @@ def resolve_files(stage: Stage, base_dir: Path) -> Stage:
         for index, host in enumerate(hosts.existing):
             key = host.host_key
             if key is None and known is not None:
-                key, why_not = _pinned_key(known, host)
-                if key is None:
+                try:
+                    key = _pinned_key(known, host)
+                except ValueError as why_not:
                     problems.append(
                         f"{NAMESPACE}:hosts.existing[{index}].hostKey: {path} {why_not} for {host.address} "
                         f"port {host.port}; expected a host key line for it, or hostKey set"

@@ -109,7 +109,8 @@ Cidr = Annotated[str, AfterValidator(_check_cidr)]
 HostKey = Annotated[
     str,
     Field(
-        pattern=r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/=]+$",
+        # A comment may follow, as in /etc/ssh/ssh_host_ed25519_key.pub: it is not pinned.
+        pattern=r"^(ssh-ed25519|ecdsa-sha2-nistp(256|384|521)|ssh-rsa) [A-Za-z0-9+/=]+( [^\n]*)?$",
         description='an ssh public host key such as "ssh-ed25519 AAAAC3Nza..."',
     ),
     AfterValidator(keys.host_key),
