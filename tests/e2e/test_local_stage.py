@@ -202,13 +202,14 @@ def deploy_release(host: localhosts.Host, release: str) -> None:
     )
 
 
-# Pushes jobs until told to stop, each line "ID MICROSECONDS" once Redis has it; every other job
-# takes 3 s, so that a worker is busy whenever TSTP comes.
+# Pushes jobs until told to stop, each line "ID MICROSECONDS" once Redis has it. Every job takes 4 s
+# and a push takes about 1 s (more on a loaded machine), so a worker is busy whenever TSTP comes.
+# Alternating 3 s and 0 s jobs left moments with none busy on a loaded CI run.
 PUSHER = f"""
 cd {APP}/current
 i=0
 while [ ! -e /tmp/e2e-stop-pushing ]; do
-  if bin/push-jobs --sleep $((i % 2 ? 3 : 0)) "steady-$i" >/dev/null; then
+  if bin/push-jobs --sleep 4 "steady-$i" >/dev/null; then
     echo "steady-$i $(date +%s%6N)" >> /tmp/e2e-pushed
   fi
   i=$((i + 1))
