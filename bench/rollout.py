@@ -1,19 +1,23 @@
 """Measure what a version restart costs under steady load on 3 local hosts, and print tables (issue 8).
 
-    python bench/rollout.py [--runs 1] [--rate 20] [--job-seconds 0.1] [--eager-aws] [--json FILE]
+    python bench/rollout.py [--distro bookworm|trixie] [--runs 1] [--rate 20] [--job-seconds 0.1]
+                            [--eager-aws] [--json FILE]
 
 Run it as root with the Pulumi toolchain on PATH (`source bin/_common.sh; source toolchain/env.sh`);
-it honours SIDEKIQ_FLEET_HOST_PREFIX and SIDEKIQ_FLEET_SUBNET. It boots 3 hosts, deploys a copy of
-this project's local stack to them with its own backend (tests/pulumi_project.py), and then, side by
-side in one run:
+it honours SIDEKIQ_FLEET_HOST_PREFIX and SIDEKIQ_FLEET_SUBNET. It boots 3 hosts of --distro (Debian 12
+with Sidekiq 6.4.1, the default, or Debian 13 with 7.3.2; the table names the version it found running),
+deploys a copy of this project's local stack to them with its own backend (tests/pulumi_project.py),
+and then, side by side in one run:
 
 - for each rollout.strategy the program accepts and implements (`restart`; `overlap` once hosts get
   the control script, /usr/local/sbin/sidekiqctl) and for the floor, a bare `sudo systemctl restart`
   of the running unit on every host at once: --runs version bumps (`pulumi up` after an appVersion
   change) with rollout.batchSize 1 and --runs with 3, under steady load: --rate RecordingJobs a
-  second pushed on each host, each sleeping --job-seconds, Sidekiq concurrency 5. Per host: the gap
+  second pushed on each host, each sleeping --job-seconds. Per host: the gap
   (last job STARTED by a process that ran before the restart, to the first job started by a process
-  that did not), jobs lost, jobs run twice, peak PSS of the host; per run, `pulumi up`'s wall time;
+  that did not), jobs lost, jobs run twice, peak PSS of the host (both processes during an overlap),
+  the drain (the old process's TSTP to its unit's stop; the title shows the quiet at the next heartbeat,
+  5 s in 6.x, 10 s in 7.x); per run, `pulumi up`'s wall time;
 - the long-job case: one job longer than sidekiq.timeout on each host, pushed just before a bump:
   how often it finished and on which process (rollout.drainTimeout is raised above its length);
 - a no-op `pulumi up` against an empty Pulumi program's `up` (same engine, same backend), with the
@@ -182,6 +186,29 @@ def run_twice(jobs: Sequence[Job]) -> dict[str, int]:
     return {job_id: n for job_id, n in sorted(Counter(job.id for job in jobs).items()) if n > 1}
 
 
+def drain_seconds(entries: Iterable[dict[str, Any]], old_pids: Iterable[int]) -> float | None:
+    """Seconds from an old process's TSTP ("Received TSTP" from its PID) to systemd's "Stopped" of its
+    unit, in `journalctl -o json` entries; None when no old process was quieted and stopped."""
+    pids = {str(pid) for pid in old_pids}
+    quieted: dict[str, float] = {}
+    stops: list[tuple[str, float]] = []
+    for entry in entries:
+        message = entry.get("MESSAGE")
+        if not isinstance(message, str):
+            continue
+        at = int(entry["__REALTIME_TIMESTAMP"]) / 1e6
+        if entry.get("_PID") in pids and "Received TSTP" in message:
+            quieted.setdefault(entry.get("_SYSTEMD_UNIT", ""), at)
+        elif entry.get("_PID") == "1" and message.startswith("Stopped ") and "UNIT" in entry:
+            stops.append((entry["UNIT"], at))
+    drains = []
+    for unit, tstp in quieted.items():
+        after = [at for stopped, at in stops if stopped == unit and at >= tstp]
+        if after:
+            drains.append(min(after) - tstp)
+    return max(drains) if drains else None
+
+
 def spread(values: Sequence[float]) -> str:
     """min / median / max, in seconds with 3 decimals, or "-" for no values."""
     if not values:
@@ -210,6 +237,7 @@ class HostRun:
     old_pids: list[int]
     new_pids: list[int]
     peak_pss_mib: float
+    drain: float | None = None
 
 
 @dataclass
@@ -366,6 +394,11 @@ class Bench:
                         "after_up_s": [round(job.finished - action_end, 1) for job in runs],
                     }
                 )
+        # The drain ends after the last job: the old process must be gone before its journal is read.
+        self.settle(timeout=120 + (long_job or 0))
+        for host, run in zip(self.hosts, result.hosts, strict=True):
+            journal = sh(host, f"journalctl -o json --no-pager --since @{int(restart_at) - 1} -u 'sidekiq*'")
+            run.drain = drain_seconds(map(json.loads, journal.splitlines()), run.old_pids)
         print(f"{case} batch {batch}: {[asdict(h) for h in result.hosts]}", file=sys.stderr, flush=True)
         return result
 
@@ -454,6 +487,21 @@ def empty_program(root: Path, env: dict[str, str]) -> Any:
     return project
 
 
+def serving_sidekiq(host: Any) -> dict[str, Any]:
+    """The enabled slot's status record (its running Sidekiq's version and concurrency), as the control script
+    reads it from the process title, which Sidekiq writes at its first heartbeat."""
+    from ops.control import parse_status
+
+    deadline = time.monotonic() + 30
+    while True:
+        records = [r for r in parse_status(sh(host, f"{CONTROL_SCRIPT} status")) if r["enabled"]]
+        if records and records[0]["sidekiq"] and records[0]["concurrency"]:
+            return records[0]
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{host.name}: no Sidekiq version in the status within 30 s: {records}")
+        time.sleep(1)
+
+
 def mock_evaluation(count: int) -> dict[str, Any]:
     """One fresh interpreter: the import of the program's modules, then the evaluation under mocks."""
     result = subprocess.run(
@@ -474,14 +522,14 @@ def report(
 ) -> str:
     out = [settings]
     rows = [["case", "host-runs", "gap min / median / max (s)", "ambient (s)", "lost / pushed", "run twice",
-             "peak PSS MiB per host", "wall time (s)"]]  # fmt: skip
+             "peak PSS MiB per host", "drain min / median / max (s)", "wall time (s)"]]  # fmt: skip
     cases = [("overlap", 1), ("overlap", 3), ("restart", 1), ("restart", 3), ("floor", None)]
     for case, batch in cases:
         chosen = [t for t in trials if t.case == case and t.batch == batch and not t.long_jobs]
         label = case if batch is None else f"{case}, batch {batch}"
         if not chosen:
             if case != "floor" and case not in implemented:
-                rows.append([label, "0", "not built in this checkout", "-", "-", "-", "-", "-"])
+                rows.append([label, "0", "not built in this checkout", "-", "-", "-", "-", "-", "-"])
             continue
         runs = [h for t in chosen for h in t.hosts]
         gaps = [h.gap for h in runs if h.gap is not None]
@@ -498,6 +546,7 @@ def report(
                 f"{sum(len(h.lost) for h in runs)} / {sum(h.pushed for h in runs)}",
                 str(sum(len(h.twice) for h in runs)),
                 " / ".join(f"{p:.0f}" for p in peaks),
+                spread([h.drain for h in runs if h.drain is not None]),
                 ", ".join(f"{t.seconds:.1f}" for t in chosen),
             ]
         )
@@ -597,6 +646,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--distro", default="bookworm", help="the hosts' Debian release: bookworm or trixie")
     parser.add_argument("--runs", type=int, default=1, help="version bumps per strategy and batch size")
     parser.add_argument("--rate", type=float, default=20, help="jobs pushed per second on each host")
     parser.add_argument("--job-seconds", type=float, default=0.1, help="how long each steady job sleeps")
@@ -620,7 +670,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "resources": evaluations[0]["resources"],
         **{key: [e[key] for e in evaluations] for key in ("import", "evaluate")},
     }
-    with tempfile.TemporaryDirectory(prefix="bench-rollout-") as tmp, localhosts.up(3) as hosts:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-rollout-") as tmp,
+        localhosts.up(3, distro=args.distro) as hosts,
+    ):
         root = Path(tmp)
         project = new_project(root, list(hosts), {})
         timeout = int(project.pulumi("config", "get", "--path", "sidekiq-fleet:sidekiq.timeout").output)
@@ -631,9 +684,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         project.up()
         bench = Bench(list(hosts), project, args.rate, args.job_seconds)
         rollout = project.pulumi("config", "get", "sidekiq-fleet:rollout").output.strip()
+        running = serving_sidekiq(hosts[0])
         settings = (
-            f"3 hosts, {args.rate:g} jobs/s pushed on each, each job sleeping {args.job_seconds:g} s, "
-            f"concurrency 5, sidekiq.timeout {timeout} s, long job {long_job} s, "
+            f"3 {args.distro} hosts, Sidekiq {running['sidekiq']} (concurrency {running['concurrency']}), "
+            f"{args.rate:g} jobs/s pushed on each, each job sleeping {args.job_seconds:g} s, "
+            f"sidekiq.timeout {timeout} s, long job {long_job} s, "
             f"rollout {rollout} with each row's strategy and batch size."
         )
         has_script = all(h.exec(f"test -x {CONTROL_SCRIPT}").returncode == 0 for h in hosts)

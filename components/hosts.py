@@ -78,7 +78,7 @@ def _ec2_hosts(component: pulumi.ComponentResource, name: str, stage: Stage) -> 
             most_recent=True,
             owners=[hosts.ami.owner],
             filters=[
-                aws.ec2.GetAmiFilterArgs(name="name", values=[hosts.ami.name]),
+                aws.ec2.GetAmiFilterArgs(name="name", values=[hosts.ami.name_filter]),
                 aws.ec2.GetAmiFilterArgs(name="architecture", values=[hosts.ami.architecture]),
             ],
             opts=pulumi.InvokeOutputOptions(parent=component),

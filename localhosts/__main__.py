@@ -35,6 +35,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     fleet = machines.up(
         args.n,
+        distro=args.distro,
         timeout=args.timeout,
         allow_degraded=args.allow_degraded,
         keep_on_failure=args.keep_on_failure,
@@ -119,8 +120,17 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 
 def cmd_template(args: argparse.Namespace) -> int:
-    print(template.ensure_template(log=_log, force=args.force))
+    print(template.ensure_template(args.distro, log=_log, force=args.force))
     return 0
+
+
+def _distro_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--distro",
+        choices=sorted(config.DISTROS),
+        default=config.DEFAULT_DISTRO,
+        help="Debian release of the hosts (default: %(default)s)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -129,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     p = sub.add_parser("up", help="boot N fresh hosts sfhost1..sfhostN (replacing any running ones)")
     p.add_argument("n", type=int)
+    _distro_argument(p)
     p.add_argument(
         "--timeout", type=float, default=180.0, help="seconds per host to reach ssh + systemd running"
     )
@@ -162,6 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     p = sub.add_parser("template", help="build the template only (cache warming)")
     p.add_argument("--force", action="store_true", help="rebuild even if cached")
+    _distro_argument(p)
     p.set_defaults(func=cmd_template)
 
     args = parser.parse_args(argv)

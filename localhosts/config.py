@@ -3,10 +3,36 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
-SUITE = "bookworm"
 VARIANT = "minbase"
+
+
+@dataclass(frozen=True)
+class Distro:
+    """A Debian release the hosts can run, with the Sidekiq and Ruby its archive ships."""
+
+    suite: str
+    release: str
+    sidekiq: str
+    ruby_package: str
+
+
+# Each template build refuses a Sidekiq other than the one named here.
+DISTROS: dict[str, Distro] = {
+    "bookworm": Distro(suite="bookworm", release="12", sidekiq="6.4.1", ruby_package="ruby3.1"),
+    "trixie": Distro(suite="trixie", release="13", sidekiq="7.3.2", ruby_package="ruby3.3"),
+}
+DEFAULT_DISTRO = "bookworm"
+
+
+def distro(name: str) -> Distro:
+    try:
+        return DISTROS[name]
+    except KeyError:
+        raise ValueError(f"unknown distro {name!r}; one of: {', '.join(DISTROS)}") from None
+
 
 # What the template is debootstrapped with. Changing it changes the template key, so it rebuilds.
 PACKAGES: tuple[str, ...] = (
@@ -26,9 +52,6 @@ PACKAGES: tuple[str, ...] = (
     "netbase",
     "ca-certificates",
 )
-
-# The version the project deploys; the template build refuses anything else.
-SIDEKIQ_VERSION = "6.4.1"
 
 LOGIN_USER = "admin"
 DEPLOY_USER = "deploy"

@@ -55,6 +55,7 @@ class Host:
     private_key_path: Path
     known_hosts_path: Path
     index: int = 0
+    distro: str = config.DEFAULT_DISTRO
     nspawn_pid: int | None = field(default=None, repr=False)
     nspawn_starttime: int | None = field(default=None, repr=False)
 
@@ -178,12 +179,14 @@ class HostStatus:
 def up(
     n: int,
     *,
+    distro: str = config.DEFAULT_DISTRO,
     timeout: float = 180.0,
     allow_degraded: bool = False,
     keep_on_failure: bool = False,
     log: Log = quiet,
 ) -> Fleet:
-    """Tear down any previous hosts, then boot n fresh ones and wait until ssh and systemd are ready.
+    """Tear down any previous hosts, then boot n fresh ones of the distro and wait until ssh and systemd are
+    ready.
 
     On failure (or Ctrl-C) everything is torn down again unless keep_on_failure is set; `down()` can
     always finish the job.
@@ -191,11 +194,11 @@ def up(
     if not 1 <= n <= config.MAX_HOSTS:
         raise ValueError(f"n must be between 1 and {config.MAX_HOSTS}")
     tools.ensure_tools(log)
-    rootfs = template.ensure_template(log)
+    rootfs = template.ensure_template(distro, log)
     with state.locked():
         _down_locked(log)
         try:
-            _up_locked(n, rootfs, timeout, allow_degraded, log)
+            _up_locked(n, distro, rootfs, timeout, allow_degraded, log)
         except BaseException:
             if keep_on_failure:
                 log("keeping what was started; run `python -m localhosts down` to clean up")
@@ -307,16 +310,18 @@ def _host_from(data: dict[str, Any], rec: dict[str, Any]) -> Host:
         private_key_path=Path(data["private_key"]),
         known_hosts_path=Path(data["known_hosts"]),
         index=rec["index"],
+        distro=data.get("distro", config.DEFAULT_DISTRO),
         nspawn_pid=rec.get("nspawn_pid"),
         nspawn_starttime=rec.get("nspawn_starttime"),
     )
 
 
-def _up_locked(n: int, rootfs: Path, timeout: float, allow_degraded: bool, log: Log) -> None:
+def _up_locked(n: int, distro: str, rootfs: Path, timeout: float, allow_degraded: bool, log: Log) -> None:
     runtime = config.runtime_root()
     data: dict[str, Any] = {
         "format": state.FORMAT,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "distro": distro,
         "template": str(rootfs),
         "private_key": str(runtime / "id_ed25519"),
         "known_hosts": str(runtime / "known_hosts"),

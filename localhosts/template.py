@@ -17,65 +17,72 @@ from .sysutil import Log, atomic_write, mounts_under, quiet, remove_tree, run, u
 RECIPE_IN_ROOT = "/tmp/sidekiq-fleet-recipe"
 
 
-def rootfs_dir() -> Path:
-    return config.cache_root() / "rootfs"
+def rootfs_dir(distro: str) -> Path:
+    """One folder per distro, so building one never prunes the other's template."""
+    return config.cache_root() / "rootfs" / config.distro(distro).suite
 
 
-def template_key() -> str:
+def _recipe_files(distro: str) -> list[Path]:
+    """The recipe's shared files and this distro's own (recipe/distros/<distro>/), not another's."""
+    own = config.RECIPE_DIR / "distros" / distro
+    others = config.RECIPE_DIR / "distros"
+    return sorted(
+        p
+        for p in config.RECIPE_DIR.rglob("*")
+        if p.is_file() and (p.is_relative_to(own) or not p.is_relative_to(others))
+    )
+
+
+def template_key(distro: str = config.DEFAULT_DISTRO) -> str:
     """Hash of everything that shapes the image, so any recipe change builds a new template."""
     recipe = []
-    for path in sorted(p for p in config.RECIPE_DIR.rglob("*") if p.is_file()):
+    for path in _recipe_files(distro):
         rel = path.relative_to(config.RECIPE_DIR).as_posix()
         recipe.append([rel, os.access(path, os.X_OK), hashlib.sha256(path.read_bytes()).hexdigest()])
+    release = config.distro(distro)
     material = {
-        "suite": config.SUITE,
+        "suite": release.suite,
         "variant": config.VARIANT,
         "packages": sorted(config.PACKAGES),
         "recipe": recipe,
         "admin_pubkey": tools.public_key(),
         "app_root": config.APP_ROOT,
         "release": config.RELEASE,
-        "sidekiq": config.SIDEKIQ_VERSION,
+        "sidekiq": release.sidekiq,
     }
     blob = json.dumps(material, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def template_path() -> Path | None:
-    """The cached template for the current recipe, if built."""
-    tools.ensure_keypair()
-    path = rootfs_dir() / template_key()
-    return path if path.is_dir() else None
-
-
-def ensure_template(log: Log = quiet, force: bool = False) -> Path:
-    """Return the template for the current recipe, building it first if needed."""
+def ensure_template(distro: str = config.DEFAULT_DISTRO, log: Log = quiet, force: bool = False) -> Path:
+    """Return the distro's template for the current recipe, building it first if needed."""
     tools.ensure_tools(log)
     tools.ensure_keypair(log)
-    key = template_key()
-    dest = rootfs_dir() / key
+    key = template_key(distro)
+    folder = rootfs_dir(distro)
+    dest = folder / key
     if dest.is_dir() and not force:
         return dest
-    rootfs_dir().mkdir(parents=True, exist_ok=True)
-    with open(rootfs_dir() / ".lock", "w") as lock:
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "w") as lock:
         # Two builders at once would only waste a minute each; the second reuses the first's result.
         fcntl.flock(lock, fcntl.LOCK_EX)
         if dest.is_dir() and not force:
             return dest
-        _remove_stale_builds(log)
+        _remove_stale_builds(folder, log)
         started = time.monotonic()
-        build = rootfs_dir() / f".build-{key}-{os.getpid()}"
+        build = folder / f".build-{key}-{os.getpid()}"
         try:
-            _debootstrap(build, log)
-            _configure(build, log)
-            meta = _describe(build, key, time.monotonic() - started)
+            _debootstrap(build, distro, log)
+            _configure(build, distro, log)
+            meta = _describe(build, distro, key, time.monotonic() - started)
             if dest.is_dir():
                 # Only with force: move the old one aside first so the new one still lands atomically.
-                old = rootfs_dir() / f".old-{key}-{os.getpid()}"
+                old = folder / f".old-{key}-{os.getpid()}"
                 dest.rename(old)
                 remove_tree(old)
             build.rename(dest)
-            atomic_write(rootfs_dir() / f"{key}.json", json.dumps(meta, indent=2) + "\n")
+            atomic_write(folder / f"{key}.json", json.dumps(meta, indent=2) + "\n")
             log(f"template {dest} built in {meta['build_seconds']:.0f} s")
             _prune_unused(keep=dest, log=log)
             return dest
@@ -85,20 +92,21 @@ def ensure_template(log: Log = quiet, force: bool = False) -> Path:
                 remove_tree(build)
 
 
-def _remove_stale_builds(log: Log) -> None:
+def _remove_stale_builds(folder: Path, log: Log) -> None:
     # Holding the lock means no build is running, so any leftover is from a build that died.
-    for stale in rootfs_dir().glob(".build-*"):
+    for stale in folder.glob(".build-*"):
         log(f"removing unfinished build {stale}")
         unmount_all(stale, log)
         remove_tree(stale)
-    for stale in rootfs_dir().glob(".old-*"):
+    for stale in folder.glob(".old-*"):
         remove_tree(stale)
 
 
 def _prune_unused(keep: Path, log: Log) -> None:
-    """Drop templates of older recipes (about 215 MB each) unless a host still uses one as its lower layer."""
+    """Drop this distro's templates of older recipes (about 215 MB each) unless a host still uses one as its
+    lower layer."""
     in_use = Path("/proc/self/mounts").read_text()
-    for old in rootfs_dir().iterdir():
+    for old in keep.parent.iterdir():
         if old == keep or old.name.startswith(".") or not old.is_dir():
             continue
         if f"lowerdir={old}," in in_use or f"lowerdir={old} " in in_use:
@@ -126,16 +134,17 @@ def _logged(argv: list[str], what: str, env: dict[str, str] | None = None) -> No
         raise RuntimeError(f"{what} failed (exit {proc.returncode}); end of {logfile}:\n{tail}")
 
 
-def _debootstrap(build: Path, log: Log) -> None:
+def _debootstrap(build: Path, distro: str, log: Log) -> None:
     mirror = tools.debian_mirror()
-    log(f"debootstrap {config.SUITE} ({config.VARIANT}) into {build}")
+    suite = config.distro(distro).suite
+    log(f"debootstrap {suite} ({config.VARIANT}) into {build}")
     _logged(
         [
             "debootstrap",
             f"--variant={config.VARIANT}",
             "--components=main",
             f"--include={','.join(config.PACKAGES)}",
-            config.SUITE,
+            suite,
             str(build),
             mirror,
         ],
@@ -143,7 +152,7 @@ def _debootstrap(build: Path, log: Log) -> None:
     )
 
 
-def _configure(build: Path, log: Log) -> None:
+def _configure(build: Path, distro: str, log: Log) -> None:
     log("configuring the template in a chroot")
     recipe = build / RECIPE_IN_ROOT.lstrip("/")
     shutil.copytree(config.RECIPE_DIR, recipe, ignore=shutil.ignore_patterns("__pycache__"))
@@ -153,7 +162,8 @@ def _configure(build: Path, log: Log) -> None:
         "ADMIN_PUBKEY": tools.public_key(),
         "APP_ROOT": config.APP_ROOT,
         "RELEASE": config.RELEASE,
-        "SIDEKIQ_VERSION": config.SIDEKIQ_VERSION,
+        "SIDEKIQ_VERSION": config.distro(distro).sidekiq,
+        "DISTRO": distro,
         "RECIPE": RECIPE_IN_ROOT,
     }
     # Ruby and setpriv want /proc; nothing else from the main machine is bound in.
@@ -171,12 +181,13 @@ def _configure(build: Path, log: Log) -> None:
     shutil.rmtree(recipe)
 
 
-def _describe(build: Path, key: str, seconds: float) -> dict[str, object]:
+def _describe(build: Path, distro: str, key: str, seconds: float) -> dict[str, object]:
     """Record what went into the template, and refuse one with the wrong Sidekiq."""
+    release = config.distro(distro)
     wanted = [
         "ruby-sidekiq",
         "ruby",
-        "ruby3.1",
+        release.ruby_package,
         "bundler",
         "redis-server",
         "systemd",
@@ -186,17 +197,17 @@ def _describe(build: Path, key: str, seconds: float) -> dict[str, object]:
     out = run(["chroot", str(build), "dpkg-query", "-W", "-f", "${Package} ${Version}\\n", *wanted]).stdout
     versions = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
     upstream = versions.get("ruby-sidekiq", "").split("+")[0].split("-")[0]
-    if upstream != config.SIDEKIQ_VERSION:
-        raise RuntimeError(
-            f"template has ruby-sidekiq {versions.get('ruby-sidekiq')}, want {config.SIDEKIQ_VERSION}"
-        )
+    if upstream != release.sidekiq:
+        got = versions.get("ruby-sidekiq")
+        raise RuntimeError(f"template has ruby-sidekiq {got}, want {release.sidekiq}")
     size = int(run(["du", "-sxb", str(build)]).stdout.split()[0])
     return {
         "key": key,
         "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "build_seconds": round(seconds, 1),
         "size_bytes": size,
-        "suite": config.SUITE,
+        "suite": release.suite,
+        "distro": distro,
         "packages": list(config.PACKAGES),
         "versions": versions,
     }

@@ -27,8 +27,14 @@ def ensure_tools(log: Log = quiet) -> None:
         run(argv, env=env)
 
 
+def _is_release(suite: str) -> bool:
+    # bookworm, trixie: not bookworm-updates or bookworm-security, which live on other archives.
+    return "-" not in suite and "/" not in suite
+
+
 def debian_mirror() -> str:
-    """The mirror this machine's apt uses for the main suite; hosts' names never live in our files."""
+    """The mirror this machine's apt uses for a Debian release's main component; every release the hosts
+    run comes from the same archive. Hosts' names never live in our files."""
     override = os.environ.get("SIDEKIQ_FLEET_MIRROR")
     if override:
         return override
@@ -42,7 +48,7 @@ def debian_mirror() -> str:
                 fields[key.strip().lower()] = value.strip()
             if (
                 "deb" in fields.get("types", "").split()
-                and config.SUITE in fields.get("suites", "").split()
+                and any(_is_release(suite) for suite in fields.get("suites", "").split())
                 and "main" in fields.get("components", "").split()
                 and fields.get("enabled", "yes").lower() != "no"
             ):
@@ -52,10 +58,10 @@ def debian_mirror() -> str:
             parts = line.split("#", 1)[0].split()
             # deb [options] URI suite components...
             parts = [p for p in parts if not (p.startswith("[") or p.endswith("]"))]
-            if len(parts) >= 4 and parts[0] == "deb" and parts[2] == config.SUITE and "main" in parts[3:]:
+            if len(parts) >= 4 and parts[0] == "deb" and _is_release(parts[2]) and "main" in parts[3:]:
                 return parts[1]
     raise RuntimeError(
-        f"no apt source for {config.SUITE} main in {SOURCES_DEB822} or {SOURCES_LIST}; "
+        f"no apt source for a Debian release's main component in {SOURCES_DEB822} or {SOURCES_LIST}; "
         "set SIDEKIQ_FLEET_MIRROR"
     )
 

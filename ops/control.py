@@ -26,7 +26,11 @@ STATUS_FIELDS = (
     "release",
     "memory",
     "version",
+    "sidekiq",
 )
+# Fields a control script installed by an older sidekiq-fleet does not print yet; read as unknown until the
+# next `pulumi up` installs the new one.
+_NEWER_FIELDS = {"sidekiq"}
 _INTEGERS = {"pid", "busy", "concurrency", "memory"}
 _FLAGS = {"enabled", "quiet"}
 
@@ -89,10 +93,12 @@ def parse_status(stdout: str) -> list[dict[str, Any]]:
         if not line.startswith("process="):
             continue
         pairs = parse_logfmt(line)
-        missing = [key for key in STATUS_FIELDS if key not in pairs]
+        missing = [key for key in STATUS_FIELDS if key not in pairs and key not in _NEWER_FIELDS]
         if missing:
             raise StatusLineError(f"{line!r}: missing {', '.join(missing)}")
-        records.append({key: _value(key, text) for key, text in pairs.items()})
+        record = {key: None for key in _NEWER_FIELDS}
+        record.update((key, _value(key, text)) for key, text in pairs.items())
+        records.append(record)
     return records
 
 
@@ -110,7 +116,7 @@ def _memory(value: int | None) -> str:
 
 STATUS_COLUMNS = (
     *("HOST", "PROCESS", "SLOT", "ENABLED", "STATE", "PID", "SINCE", "BUSY", "QUIET", "MEMORY"),
-    *("VERSION", "RELEASE"),
+    *("SIDEKIQ", "VERSION", "RELEASE"),
 )
 
 
@@ -130,6 +136,7 @@ def status_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
                 f"{_show(record['busy'])}/{_show(record['concurrency'])}",
                 _show(record["quiet"]),
                 _memory(record["memory"]),
+                _show(record["sidekiq"]),
                 _show(record["version"]),
                 _show(record["release"]),
             ]

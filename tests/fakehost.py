@@ -87,12 +87,17 @@ cp -a "$layers"/upper_* "$SANDBOX_ROOT"/
 exit "$rc"
 """
 
-SIDEKIQ_TITLE = "sidekiq 6.4.1 current [{busy} of 5 busy]{state}"
+# 6.4.1 names its tag (the release folder's name); 7.x leaves it empty, hence two spaces there.
+SIDEKIQ_TITLE = "sidekiq {version} {tag} [{busy} of {concurrency} busy]{state}"
 
 
-def title(busy: int, stopping: bool = True) -> str:
+def title(
+    busy: int, stopping: bool = True, *, version: str = "6.4.1", tag: str = "current", concurrency: int = 5
+) -> str:
     """A reply of the ps fake: Sidekiq's process title."""
-    text = SIDEKIQ_TITLE.format(busy=busy, state=" stopping" if stopping else "")
+    text = SIDEKIQ_TITLE.format(
+        version=version, tag=tag, busy=busy, concurrency=concurrency, state=" stopping" if stopping else ""
+    )
     return f"echo {shlex.quote(text)}"
 
 

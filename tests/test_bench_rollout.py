@@ -170,3 +170,38 @@ def test_each_goal_fails_on_its_own_measure(bench: ModuleType) -> None:
     assert verdicts(bench, [], {"noop": [2.5], "empty": [2.0], "ssh": 0})[2] == "NOT met"
     assert verdicts(bench, [], {"noop": [2.0], "empty": [2.0], "ssh": 1})[2] == "NOT met"
     assert verdicts(bench, [], evaluate=3.0)[3] == "NOT met"
+
+
+def entry(at: float, message: str, **fields: str) -> dict:
+    """A `journalctl -o json` entry: every field a string, the time in microseconds."""
+    return {"__REALTIME_TIMESTAMP": str(int(at * 1e6)), "MESSAGE": message, **fields}
+
+
+def test_drain_is_the_old_process_tstp_to_its_units_stop(bench: ModuleType) -> None:
+    old_unit = "sidekiq-default@a.service"
+    entries = [
+        entry(T, "Started sidekiq-default@b.service.", _PID="1", UNIT="sidekiq-default@b.service"),
+        entry(T + 1, "Received TSTP, no longer accepting new work", _PID="4242", _SYSTEMD_UNIT=old_unit),
+        entry(
+            T + 2, "Received TSTP, no longer accepting new work", _PID="5000", _SYSTEMD_UNIT="other.service"
+        ),
+        entry(T + 3, "Stopped other.service.", _PID="1", UNIT="other.service"),
+        entry(T + 12.5, "Stopping sidekiq-default@a.service...", _PID="1", UNIT=old_unit),
+        entry(T + 13.25, "Stopped sidekiq-default@a.service.", _PID="1", UNIT=old_unit),
+        entry(T + 60, "Stopped sidekiq-default@a.service.", _PID="1", UNIT=old_unit),
+        entry(T + 14, "a line without a message field of text", MESSAGE=[1, 2]),
+    ]
+    assert bench.drain_seconds(entries, [4242]) == pytest.approx(12.25)
+
+
+def test_drain_is_unknown_without_a_quieted_and_stopped_old_process(bench: ModuleType) -> None:
+    unit = "sidekiq-default@a.service"
+    quieted = entry(T + 1, "Received TSTP, no longer accepting new work", _PID="4242", _SYSTEMD_UNIT=unit)
+    stopped = entry(T + 9, "Stopped sidekiq-default@a.service.", _PID="1", UNIT=unit)
+    stopped_before = entry(T, "Stopped sidekiq-default@a.service.", _PID="1", UNIT=unit)
+    assert bench.drain_seconds([quieted], [4242]) is None
+    assert bench.drain_seconds([stopped], [4242]) is None
+    assert bench.drain_seconds([quieted, stopped], []) is None
+    assert bench.drain_seconds([stopped_before, quieted], [4242]) is None
+    # The deploying user's "Stopped" is not systemd's.
+    assert bench.drain_seconds([quieted, {**stopped, "_PID": "77"}], [4242]) is None

@@ -146,6 +146,7 @@ def test_minimal_ec2_stage_parses_with_defaults():
     assert hosts.count == 2
     assert hosts.instance_type == "t3.small"
     assert hosts.ami.owner == "136693071363"
+    assert hosts.ami.name_filter == "debian-12-amd64-*"
     assert hosts.ssh_address == "public"
     assert stage.config.sidekiq.user == "deploy"
     assert stage.config.sidekiq.command == "bundle exec sidekiq"
@@ -288,7 +289,13 @@ def test_writable_paths_are_kept_as_given():
         pytest.param({}, None, "admin", id="default-debian-lookup"),
         pytest.param({"owner": "136693071363", "name": "debian-12-arm64-*"}, None, "admin", id="debian"),
         pytest.param({"owner": "099720109477", "name": "ubuntu/*24.04*"}, None, "ubuntu", id="ubuntu"),
-        pytest.param({"owner": "099720109477"}, "deployer", "deployer", id="explicit-user-wins"),
+        pytest.param({"debian": 13}, None, "admin", id="debian-13"),
+        pytest.param(
+            {"owner": "099720109477", "name": "ubuntu/*24.04*"},
+            "deployer",
+            "deployer",
+            id="explicit-user-wins",
+        ),
         pytest.param({"id": "ami-0123456789abcdef0"}, "ec2-user", "ec2-user", id="ami-id-with-user"),
     ],
 )
@@ -1060,6 +1067,42 @@ BAD_INPUTS = [
     ),
     pytest.param(
         "ec2",
+        {"hosts.ami": {"debian": 11}},
+        "hosts.ami.debian",
+        "Input should be greater than or equal to 12; expected 12 (Debian 12, bookworm) or 13 (Debian 13, "
+        "trixie)",
+        id="ami-debian-11",
+    ),
+    pytest.param(
+        "ec2",
+        {"hosts.ami": {"debian": "14"}},
+        "hosts.ami.debian",
+        "Input should be less than or equal to 13; expected 12 (Debian 12, bookworm) or 13",
+        id="ami-debian-14",
+    ),
+    pytest.param(
+        "ec2",
+        {"hosts.ami": {"debian": "trixie"}},
+        "hosts.ami.debian",
+        "Input should be a valid integer",
+        id="ami-debian-codename",
+    ),
+    pytest.param(
+        "ec2",
+        {"hosts.ami": {"debian": 13, "name": "debian-13-amd64-*"}},
+        "hosts.ami.debian",
+        "is set together with name; expected one of them",
+        id="ami-debian-and-name",
+    ),
+    pytest.param(
+        "ec2",
+        {"hosts.ami": {"owner": "099720109477"}, "ssh.user": "ubuntu"},
+        "hosts.ami.name",
+        "is required when owner is not Debian's (136693071363); expected an AMI name filter",
+        id="ami-name-missing-for-another-owner",
+    ),
+    pytest.param(
+        "ec2",
         {"hosts.sshAddress": "elastic"},
         "hosts.sshAddress",
         "expected public or private",
@@ -1495,3 +1538,21 @@ def test_a_host_key_keeps_its_type_and_data_and_drops_a_comment(existing_values)
     existing_values["hosts"]["existing"][0]["hostKey"] = f"{HOST_KEY} root@web1 (made at install)"
     stage = parse_stage("staging", existing_values)
     assert stage.config.hosts.existing[0].host_key == HOST_KEY
+
+
+@pytest.mark.parametrize(
+    ("ami", "name_filter"),
+    [
+        pytest.param({}, "debian-12-amd64-*", id="default"),
+        pytest.param({"debian": 12}, "debian-12-amd64-*", id="12"),
+        pytest.param({"debian": 13}, "debian-13-amd64-*", id="13"),
+        pytest.param({"debian": "13"}, "debian-13-amd64-*", id="13-as-the-cli-sets-it"),
+        pytest.param({"debian": 13, "architecture": "arm64"}, "debian-13-arm64-*", id="13-arm64"),
+        pytest.param({"architecture": "arm64"}, "debian-12-arm64-*", id="default-arm64"),
+        pytest.param({"name": "debian-13-amd64-daily-*"}, "debian-13-amd64-daily-*", id="own-filter"),
+        pytest.param({"owner": "amazon", "name": "al2023-ami-*"}, "al2023-ami-*", id="other-owner"),
+    ],
+)
+def test_the_ami_lookup_names_debians_official_image_of_the_release(ami, name_filter):
+    values = with_changes(EC2_BASE, {"hosts.ami": ami, "ssh.user": "admin"})
+    assert parse_stage("staging", values).config.hosts.ami.name_filter == name_filter

@@ -8,6 +8,7 @@ Unit names, paths and messages are spelled out here, not computed by the code un
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -460,13 +461,27 @@ def test_restart_strategy_without_quiet_first_only_restarts(host, existing_value
     assert [c for c in run.calls if " kill " in c] == []
 
 
-def test_restart_strategy_busy_wait_ends_at_zero_busy(host, existing_values) -> None:
+def test_restart_strategy_busy_wait_ends_at_zero_busy_once_the_title_shows_the_quiet(
+    host, existing_values
+) -> None:
+    # The title is the last heartbeat's (up to 10 s old in 7.x): 0 busy before "stopping" is not final.
     serving_a(host)
-    host.on("ps", "-o args= -p 4242", title(2, stopping=False), title(0, stopping=False))
+    host.on("ps", "-o args= -p 4242", title(2, stopping=False), title(0, stopping=False), title(0))
     values = stage_values(existing_values, rollout={"strategy": "restart", "maxBusyWait": 5})
     run = run_ctl(host, values, "restart")
-    assert run.ran("sleep") == ["sleep 1"]
+    assert run.ran("sleep") == ["sleep 1", "sleep 1"]
     assert before(run, "sleep 1", f"systemctl restart {A}")
+
+
+def test_restart_strategy_busy_wait_ends_at_once_for_a_title_with_no_busy_count(
+    host, existing_values
+) -> None:
+    serving_a(host)
+    host.on("ps", "-o args= -p 4242", "echo ruby")
+    values = stage_values(existing_values, rollout={"strategy": "restart", "maxBusyWait": 5})
+    run = run_ctl(host, values, "restart")
+    assert run.ran("sleep") == []
+    assert f"systemctl restart {A}" in run.calls
 
 
 def test_restart_strategy_busy_wait_ends_at_its_deadline(host, existing_values) -> None:
@@ -479,6 +494,20 @@ def test_restart_strategy_busy_wait_ends_at_its_deadline(host, existing_values) 
     assert (
         f"{SAY}process default: still 3 busy after 5 s; restarting, Sidekiq pushes unfinished jobs back "
         "to Redis\n" in run.stdout
+    )
+    assert f"systemctl restart {A}" in run.calls
+
+
+def test_restart_strategy_busy_wait_says_when_no_heartbeat_came_after_quiet(host, existing_values) -> None:
+    serving_a(host)
+    host.on("ps", "-o args= -p 4242", title(0, stopping=False))
+    host.on("date", "+%s", f"echo {EPOCH}", f"echo {EPOCH + 4}", f"echo {EPOCH + 5}")
+    values = stage_values(existing_values, rollout={"strategy": "restart", "maxBusyWait": 5})
+    run = run_ctl(host, values, "restart")
+    assert run.ran("sleep") == ["sleep 1"]
+    assert (
+        f"{SAY}process default: no heartbeat since quiet, last 0 busy, after 5 s; restarting, Sidekiq pushes "
+        "unfinished jobs back to Redis\n" in run.stdout
     )
     assert f"systemctl restart {A}" in run.calls
 
@@ -626,6 +655,22 @@ def test_drain_stops_the_slot_at_its_deadline(host, existing_values) -> None:
     assert run.calls[-1] == f"systemctl stop {A}"
 
 
+def test_drain_at_its_deadline_says_when_no_heartbeat_came_since_quiet(host, existing_values) -> None:
+    # Sidekiq 7 writes its title every 10 s: a drain timeout shorter than that may end before "stopping".
+    slot(host, A, "active")
+    host.on("ps", "-o args= -p 4242", title(0, stopping=False))
+    host.on("date", "+%s", f"echo {EPOCH}", f"echo {EPOCH + 8}")
+    values = stage_values(existing_values, sidekiq={"processes": [{"name": "default", "drainTimeout": 8}]})
+    run = run_ctl(host, values, "drain", "default", "a")
+    assert run.returncode == 0, run.stderr
+    assert run.ran("sleep") == []
+    assert (
+        f"{SAY}process default: {A} showed no heartbeat since quiet, last 0 busy, after its drain timeout of "
+        "8 s; stopping it, Sidekiq pushes unfinished jobs back to Redis\n" in run.stdout
+    )
+    assert run.calls[-1] == f"systemctl stop {A}"
+
+
 def test_drain_of_a_slot_without_a_main_process_stops_it_at_once(host, existing_values) -> None:
     slot(host, A, "activating")
     host.on("systemctl", f"show -p MainPID --value {A}", "echo 0")
@@ -665,19 +710,39 @@ def test_status_prints_one_logfmt_line_per_enabled_or_running_slot(host, existin
     host.on("systemctl", f"show -p MemoryCurrent --value {B}", "echo '[not set]'")
     host.on("ps", "-o rss= -p 4343", "echo ' 2048'")
     host.on("ps", "-o args= -p 4242", title(3, stopping=False))
-    host.on("ps", "-o args= -p 4343", title(1))
+    host.on("ps", "-o args= -p 4343", title(1, version="7.3.2", tag="", concurrency=6))
     host.on("readlink", "/proc/4242/cwd", "echo /home/deploy/www/releases/2")
     host.on("readlink", "/proc/4343/cwd", "echo '/home/deploy/www/releases/old one'")
     run = run_ctl(host, values, "status")
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines() == [
         "process=default slot=a enabled=yes state=active pid=4242 since=2025-11-28T10:00:00+00:00 busy=3 "
-        "concurrency=5 quiet=no release=/home/deploy/www/releases/2 memory=123456789 version=v7",
+        "concurrency=5 quiet=no release=/home/deploy/www/releases/2 memory=123456789 version=v7 "
+        "sidekiq=6.4.1",
         "process=default slot=b enabled=no state=deactivating pid=4343 since=2025-11-28T09:01:01+00:00 "
-        'busy=1 concurrency=5 quiet=yes release="/home/deploy/www/releases/old one" memory=2097152 version=-',
+        'busy=1 concurrency=6 quiet=yes release="/home/deploy/www/releases/old one" memory=2097152 version=- '
+        "sidekiq=7.3.2",
         "process=low slot=b enabled=yes state=activating pid=- since=- busy=- concurrency=- quiet=- "
-        "release=- memory=- version=v7",
+        "release=- memory=- version=v7 sidekiq=-",
     ]
+
+
+@pytest.mark.parametrize(
+    "process_title",
+    [
+        'sidekiq 7.3.2"$(id) [0 of 5 busy]',
+        "sidekiq 7.3 [0 of 5 busy]",
+        "sidekiq v7.3.2 [0 of 5 busy]",
+        "sidekiq 7.3.2.pre000000000000000000000 [0 of 5 busy]",
+        "ruby 7.3.2 [0 of 5 busy]",
+    ],
+)
+def test_status_prints_no_sidekiq_version_that_is_not_one(host, existing_values, process_title) -> None:
+    slot(host, A, "active", enabled=True)
+    slot(host, B, "inactive")
+    host.on("ps", "-o args= -p 4242", f"echo {shlex.quote(process_title)}")
+    run = run_ctl(host, stage_values(existing_values), "status")
+    assert run.stdout.rstrip().endswith(" sidekiq=-"), run.stdout
 
 
 def test_status_does_not_print_a_version_file_that_is_not_a_version(host, existing_values) -> None:
@@ -685,7 +750,7 @@ def test_status_does_not_print_a_version_file_that_is_not_a_version(host, existi
     slot(host, A, "active", enabled=True)
     slot(host, B, "inactive")
     run = run_ctl(host, stage_values(existing_values), "status")
-    assert run.stdout.rstrip().endswith(" version=-")
+    assert " version=- " in run.stdout
 
 
 def test_quiet_sends_tstp_to_every_running_slot_only(host, existing_values) -> None:

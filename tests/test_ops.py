@@ -200,13 +200,14 @@ def test_the_target_is_the_deploy_user_never_the_login_user(fleet):
 DOC_LINE = (
     "process=default slot=a enabled=yes state=active pid=1234 since=2026-11-28T10:00:00+00:00 busy=0 "
     "concurrency=5 quiet=no release=/var/www/example/local/releases/20261128100000 memory=123456789 "
-    "version=local-1"
+    "version=local-1 sidekiq=6.4.1"
 )
 DRAINING = (
     "process=default slot=b enabled=no state=active pid=987 since=2026-11-28T09:00:00+00:00 busy=3 "
     "concurrency=5 quiet=yes release=/var/www/example/local/releases/20261127090000 memory=104857600 "
-    "version=-"
+    "version=- sidekiq=7.3.2"
 )
+# As a control script installed before the sidekiq field prints it.
 STOPPED = (
     "process=critical slot=a enabled=yes state=inactive pid=- since=- busy=- concurrency=- quiet=- release=- "
     'memory=- version="a b"'
@@ -229,6 +230,7 @@ def test_parse_status_reads_every_field():
             "release": "/var/www/example/local/releases/20261128100000",
             "memory": 123456789,
             "version": "local-1",
+            "sidekiq": "6.4.1",
         },
         {
             "process": "default",
@@ -243,6 +245,7 @@ def test_parse_status_reads_every_field():
             "release": "/var/www/example/local/releases/20261127090000",
             "memory": 104857600,
             "version": None,
+            "sidekiq": "7.3.2",
         },
         {
             "process": "critical",
@@ -257,6 +260,7 @@ def test_parse_status_reads_every_field():
             "release": None,
             "memory": None,
             "version": "a b",
+            "sidekiq": None,
         },
     ]
     assert control.parse_status("") == []
@@ -287,11 +291,11 @@ def test_status_table():
     table = control.status_table([("web1", records[0]), ("web-two", records[1])])
     assert table.splitlines() == [
         "HOST     PROCESS   SLOT  ENABLED  STATE     PID   SINCE                      BUSY  QUIET  MEMORY  "
-        "VERSION  RELEASE",
+        "SIDEKIQ  VERSION  RELEASE",
         "web1     default   a     yes      active    1234  2026-11-28T10:00:00+00:00  0/5   no     118M    "
-        "local-1  /var/www/example/local/releases/20261128100000",
+        "6.4.1    local-1  /var/www/example/local/releases/20261128100000",
         "web-two  critical  a     yes      inactive  -     -                          -/-   -      -       "
-        "a b      -",
+        "-        a b      -",
     ]
 
 

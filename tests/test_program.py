@@ -47,7 +47,19 @@ def learned_key(host: str) -> str:
     return f"ssh-ed25519 {base64.b64encode(blob).decode()}"
 
 
+# What the mocked getAmi answers, by the name filter it was asked for.
+IMAGES = {
+    "debian-12-amd64-*": "ami-0123456789abcdef0",
+    "debian-13-amd64-*": "ami-0d13a0000000000a1",
+    "debian-13-arm64-*": "ami-0d13b0000000000b1",
+    "debian-12-arm64-*": "ami-0d12b0000000000b1",
+}
+
+
 class Mocks(pulumi_mocks.Mocks):
+    def __init__(self) -> None:
+        self.calls: list[pulumi_mocks.MockCallArgs] = []
+
     def new_resource(self, args: pulumi_mocks.MockResourceArgs) -> tuple[str, dict]:
         state = dict(args.inputs)
         if args.typ == "aws:ec2/instance:Instance":
@@ -69,8 +81,10 @@ class Mocks(pulumi_mocks.Mocks):
         return f"{args.name}-id", state
 
     def call(self, args: pulumi_mocks.MockCallArgs) -> dict:
+        self.calls.append(args)
         if args.token == "aws:ec2/getAmi:getAmi":
-            return {"id": "ami-0123456789abcdef0", "architecture": "x86_64"}
+            (name,) = next(f["values"] for f in args.args["filters"] if f["name"] == "name")
+            return {"id": IMAGES[name]}
         if args.token == "aws:ec2/getSubnet:getSubnet":
             return {"id": args.args["id"], "vpcId": "vpc-0123abcd"}
         raise AssertionError(f"unexpected invoke {args.token}")
@@ -118,11 +132,12 @@ def without_secrets(value: Any) -> Any:
 
 def configure(stack: str, values: dict[str, Any], secret_keys: tuple[str, ...] = ()) -> RecordingMonitor:
     """Mocks first, then config: resources created before set_mocks would check nothing."""
-    monitor = RecordingMonitor(Mocks())
+    mocks = Mocks()
+    monitor = RecordingMonitor(mocks)
     # Pulumi's runtime needs a current event loop; an earlier test's asyncio.run() may have closed it.
     asyncio.set_event_loop(asyncio.new_event_loop())
     pulumi.runtime.settings.ROOT.set(None)  # a fresh Stack, without earlier tests' outputs
-    pulumi.runtime.set_mocks(Mocks(), project="sidekiq-fleet", stack=stack, preview=False, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks, project="sidekiq-fleet", stack=stack, preview=False, monitor=monitor)
     pulumi.runtime.set_all_config(
         {
             f"sidekiq-fleet:{key}": value if isinstance(value, str) else json.dumps(value)
@@ -195,6 +210,36 @@ def test_security_group_allows_ssh_from_the_configured_cidrs_only(ec2_program: R
     assert rule["cidrBlocks"] == ["203.0.113.0/24"]
     assert rule["ipv6CidrBlocks"] == ["2001:db8::/32"]
     assert group.inputs["vpcId"] == "vpc-0123abcd"
+
+
+@pytest.mark.parametrize(
+    ("ami", "name_filter", "architecture"),
+    [
+        pytest.param({}, "debian-12-amd64-*", "x86_64", id="default"),
+        pytest.param({"debian": 13}, "debian-13-amd64-*", "x86_64", id="debian-13"),
+        pytest.param(
+            {"debian": 13, "architecture": "arm64"}, "debian-13-arm64-*", "arm64", id="debian-13-arm64"
+        ),
+        pytest.param(
+            {"debian": 12, "architecture": "arm64"}, "debian-12-arm64-*", "arm64", id="debian-12-arm64"
+        ),
+    ],
+)
+def test_instances_run_debians_newest_official_image_of_the_release(ami, name_filter, architecture) -> None:
+    values = ec2_values()
+    values["hosts"]["ami"] = ami
+    monitor = configure("staging", values, secret_keys=("ssh", "env"))
+    run_program(monitor)
+    (lookup,) = [call for call in monitor.mocks.calls if call.token == "aws:ec2/getAmi:getAmi"]
+    assert lookup.args["owners"] == ["136693071363"]
+    assert lookup.args["mostRecent"] is True
+    assert {f["name"]: f["values"] for f in lookup.args["filters"]} == {
+        "name": [name_filter],
+        "architecture": [architecture],
+    }
+    instances = monitor.of_type("aws:ec2/instance:Instance")
+    assert len(instances) == 3
+    assert {i.inputs["ami"] for i in instances} == {IMAGES[name_filter]}
 
 
 def test_instances_spread_round_robin_with_user_data(ec2_program: RecordingMonitor) -> None:

@@ -27,9 +27,12 @@ NAMESPACE = "sidekiq-fleet"
 # What `render` shows for encrypted stack values, which only the engine can decrypt.
 SECRET_PLACEHOLDER = "<secret: set in the stack, not shown>"
 
-# Debian's official AMIs (account 136693071363); the default user there is `admin`.
+# Debian's official AMIs (account 136693071363), named debian-<release>-<amd64|arm64>-<date>-<build>; the
+# default user there is `admin`. Both releases are proven end to end (docs/hosts.md).
 DEBIAN_AMI_OWNER = "136693071363"
-DEBIAN_AMI_NAME = "debian-12-amd64-*"
+DEBIAN_RELEASES = (12, 13)
+DEFAULT_DEBIAN_RELEASE = 12
+DEBIAN_ARCHITECTURES = {"x86_64": "amd64", "arm64": "arm64"}
 DEFAULT_AMI_USERS = {DEBIAN_AMI_OWNER: "admin", "099720109477": "ubuntu"}
 
 # Values that end up in unit files, sudoers and shell text are restricted to
@@ -75,12 +78,40 @@ class AmiLookup(_Model):
         pattern=r"^([0-9]{12}|amazon|self|aws-marketplace)$",
         description="an AWS account id (12 digits), amazon, self or aws-marketplace",
     )
-    name: str = Field(
-        DEBIAN_AMI_NAME,
+    debian: int | None = Field(
+        None,
+        ge=min(DEBIAN_RELEASES),
+        le=max(DEBIAN_RELEASES),
+        description="12 (Debian 12, bookworm) or 13 (Debian 13, trixie); 12 when neither it nor name is set",
+    )
+    name: str | None = Field(
+        None,
         min_length=1,
-        description="an AMI name filter such as debian-12-amd64-*",
+        description="an AMI name filter such as debian-13-amd64-*",
     )
     architecture: Literal["x86_64", "arm64"] = Field("x86_64", description="x86_64 or arm64")
+
+    @model_validator(mode="after")
+    def _one_way_to_name(self) -> AmiLookup:
+        if self.name is not None and self.debian is not None:
+            raise ValueError(
+                "debian: is set together with name; expected one of them: debian picks Debian's official "
+                "image of that release, name any filter"
+            )
+        if self.name is None and self.owner != DEBIAN_AMI_OWNER:
+            raise ValueError(
+                f"name: is required when owner is not Debian's ({DEBIAN_AMI_OWNER}); "
+                "expected an AMI name filter such as al2023-ami-2023.*-x86_64"
+            )
+        return self
+
+    @property
+    def name_filter(self) -> str:
+        """The image name filter: the configured one, else Debian's for the release and architecture."""
+        if self.name is not None:
+            return self.name
+        release = self.debian or DEFAULT_DEBIAN_RELEASE
+        return f"debian-{release}-{DEBIAN_ARCHITECTURES[self.architecture]}-*"
 
 
 def _has_id(value: dict | AmiById) -> bool:
@@ -132,7 +163,7 @@ class Ec2Hosts(_Model):
         ),
     ] = Field(
         default_factory=AmiLookup,
-        description="{id: ami-...} or {owner, name, architecture}",
+        description="{id: ami-...}, {debian: 12 or 13, architecture} or {owner, name, architecture}",
     )
     subnet_ids: list[
         Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$", description="subnet-<hex>")]

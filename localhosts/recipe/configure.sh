@@ -1,11 +1,11 @@
 #!/bin/bash
 # Runs once inside the freshly debootstrapped template (chroot, /proc mounted). It makes the image look like
 # a Debian EC2 AMI after cloud-init ran, plus what a first Capistrano deploy of the example app leaves behind.
-# Inputs: $ADMIN_PUBKEY (authorized for admin and deploy), $APP_ROOT, $RELEASE, $SIDEKIQ_VERSION,
-# and the app's files in $RECIPE/app.
+# Inputs: $ADMIN_PUBKEY (authorized for admin and deploy), $APP_ROOT, $RELEASE, $SIDEKIQ_VERSION, $DISTRO,
+# and the app's files in $RECIPE/app, with this distro's own (its Gemfile) in $RECIPE/distros/$DISTRO/app.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
-: "${ADMIN_PUBKEY:?}" "${APP_ROOT:?}" "${RELEASE:?}" "${SIDEKIQ_VERSION:?}" "${RECIPE:?}"
+: "${ADMIN_PUBKEY:?}" "${APP_ROOT:?}" "${RELEASE:?}" "${SIDEKIQ_VERSION:?}" "${DISTRO:?}" "${RECIPE:?}"
 
 authorize() { # user: install the harness key as the user's only authorized key
     local user=$1 home
@@ -67,6 +67,7 @@ printf 'LANG=C.UTF-8\n' >/etc/default/locale
 release="$APP_ROOT/releases/$RELEASE"
 install -d "$release" "$APP_ROOT/shared/log" "$APP_ROOT/shared/tmp"
 cp -a "$RECIPE/app/." "$release/"
+cp -a "$RECIPE/distros/$DISTRO/app/." "$release/"
 # Capistrano's linked_dirs: the release's log/ and tmp/ are links into shared/.
 ln -s "$APP_ROOT/shared/log" "$release/log"
 ln -s "$APP_ROOT/shared/tmp" "$release/tmp"

@@ -2,6 +2,9 @@
 
 The project is copied to a temporary directory so the tests can change stack config freely and
 keep their own state backend; the code that runs is this checkout's.
+
+A module runs on the distros its DISTROS names (default: bookworm only), each on hosts of its own, one
+distro after the other. `@pytest.mark.distros("bookworm")` keeps one test of such a module to those named.
 """
 
 from __future__ import annotations
@@ -16,13 +19,40 @@ import localhosts
 from tests.pulumi_project import PulumiProject, new_project
 
 HOST_COUNT = 3
+DISTROS = ("bookworm",)
+# What the app of each distro's hosts runs (localhosts/recipe), written out: Sidekiq's version, and its
+# concurrency summed over the capsules of config/sidekiq.yml.
+SIDEKIQ_VERSION = {"bookworm": "6.4.1", "trixie": "7.3.2"}
+CONCURRENCY = {"bookworm": 5, "trixie": 5 + 1}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "distros(*names): run this test only on the distros named")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "distro" in metafunc.fixturenames:
+        distros = getattr(metafunc.module, "DISTROS", DISTROS)
+        metafunc.parametrize("distro", distros, ids=distros, scope="module")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    keep, drop = [], []
+    for item in items:
+        marker = item.get_closest_marker("distros")
+        callspec = getattr(item, "callspec", None)
+        distro = callspec.params.get("distro") if callspec else None
+        (drop if marker and distro and distro not in marker.args else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture(scope="module")
-def hosts(request: pytest.FixtureRequest) -> Iterator[localhosts.Fleet]:
-    """Fresh hosts for the module (its HOST_COUNT, else 3); torn down however the tests end."""
+def hosts(request: pytest.FixtureRequest, distro: str) -> Iterator[localhosts.Fleet]:
+    """Fresh hosts of the distro for the module (its HOST_COUNT, else 3); torn down however the tests end."""
     count = getattr(request.module, "HOST_COUNT", HOST_COUNT)
-    with localhosts.up(count, log=lambda message: print(f"[localhosts] {message}")) as fleet:
+    with localhosts.up(count, distro=distro, log=lambda message: print(f"[localhosts] {message}")) as fleet:
         yield fleet
 
 

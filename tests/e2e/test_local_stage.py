@@ -26,6 +26,8 @@ from tests.e2e.conftest import PulumiProject, wait_until
 
 pytestmark = pytest.mark.e2e
 
+DISTROS = ("bookworm", "trixie")
+
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 GROUP = "sidekiq"

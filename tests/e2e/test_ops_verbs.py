@@ -20,10 +20,12 @@ import pytest
 import localhosts
 from components.scripts import host_key_from
 from ops import ssh
-from tests.e2e.conftest import wait_until
+from tests.e2e.conftest import CONCURRENCY, wait_until
 from tests.pulumi_project import PROJECT_DIR, PulumiProject
 
 pytestmark = pytest.mark.e2e
+
+DISTROS = ("bookworm", "trixie")
 
 HOST_COUNT = 3
 SLOTS = ("a", "b")
@@ -142,7 +144,7 @@ def test_status_matches_systemctl_on_every_host(deployed, hosts) -> None:
             ), host.name
             assert record["version"] == "local-1"
             assert record["release"] == "/var/www/example/local/releases/20260101000000"
-            assert record["concurrency"] == 5
+            assert record["concurrency"] == CONCURRENCY[host.distro]
             assert record["quiet"] is False
     # The text form: a table row per record, each host once, then the summary.
     result = fleet(deployed, hosts, "status")

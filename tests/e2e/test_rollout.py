@@ -24,6 +24,8 @@ from tests.pulumi_project import PROJECT_DIR, STACK, PulumiProject
 
 pytestmark = pytest.mark.e2e
 
+DISTROS = ("bookworm", "trixie")
+
 HOST_COUNT = 3
 # The last sidekiq-fleet commit that ran one plain sidekiq.service per host.
 SINGLE_UNIT_RELEASE = "6a757c9"

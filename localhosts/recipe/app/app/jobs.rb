@@ -6,8 +6,9 @@ require "json"
 require "sidekiq"
 require "time"
 
-# ruby-redis 4.8 (Debian's) warns about calls Sidekiq 6.4.1 makes on every fetch; keep the journal readable.
-Redis.silence_deprecations = true if Redis.respond_to?(:silence_deprecations=)
+# ruby-redis 4.8 (Debian 12's) warns about calls Sidekiq 6.4.1 makes on every fetch; keep the journal readable.
+# Sidekiq 7 talks to Redis through redis-client and never loads Redis.
+Redis.silence_deprecations = true if defined?(Redis) && Redis.respond_to?(:silence_deprecations=)
 
 class RecordingJob
   include Sidekiq::Job
