@@ -29,7 +29,7 @@ TITLE = re.compile(r"^sidekiq (\S+) .*\[\d+ of (\d+) busy\]")
 # column, command run as root on the host, pattern whose first group is the version
 PROBES: list[tuple[str, str, str]] = [
     ("Debian", "cat /etc/debian_version", r"^(\S+)"),
-    ("systemd", "systemctl --version", r"^systemd (\d+)"),
+    ("systemd", "systemctl --version", r"^systemd (\d+ \([^)]*\))"),
     ("sudo", "sudo -V", r"^Sudo version (\S+)"),
     ("Ruby", "ruby -v", r"^ruby (\S+)"),
     ("Redis", "redis-cli INFO server", r"redis_version:(\S+)"),

@@ -536,6 +536,11 @@ def test_user_scope_leaves_out_what_a_user_manager_cannot_apply(existing_values)
     for key, values in STRICT_SYSTEM.items():
         assert found.get(("Service", key)) == (None if key in SYSTEM_ONLY else values), key
     assert "ProtectKernelLogs=, ProtectProc= and RemoveIPC= are left out" in unit
+    # A user manager's services inherit its keyring unless told otherwise (systemd.exec(5)).
+    assert found[("Service", "KeyringMode")] == ["private"]
+    assert set(found) - {("Service", key) for key in STRICT_SYSTEM} - set(
+        directives(UNIT_WITHOUT_SANDBOX)
+    ) == {("Service", "KeyringMode")}
 
 
 def test_configured_writable_paths_replace_the_defaults_and_must_exist(existing_values) -> None:

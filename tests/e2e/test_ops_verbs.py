@@ -20,7 +20,8 @@ import pytest
 import localhosts
 from components.scripts import host_key_from
 from ops import ssh
-from tests.e2e.conftest import CONCURRENCY, wait_until
+from tests.e2e.conftest import CONCURRENCY, SIDEKIQ_VERSION, wait_until
+from tests.e2e.test_local_stage import APP, job_processed, sh
 from tests.pulumi_project import PROJECT_DIR, PulumiProject
 
 pytestmark = pytest.mark.e2e
@@ -35,12 +36,6 @@ ENV_FILE = "/etc/sidekiq-fleet/sidekiq.env"
 
 def slot_unit(slot: str) -> str:
     return f"sidekiq-default@{slot}.service"
-
-
-def sh(host: localhosts.Host, command: str) -> str:
-    result = host.exec(command)
-    assert result.returncode == 0, f"{host.name}: {command}: {result.stdout}{result.stderr}"
-    return result.stdout
 
 
 def systemd_view(host: localhosts.Host) -> dict[str, dict]:
@@ -145,6 +140,7 @@ def test_status_matches_systemctl_on_every_host(deployed, hosts) -> None:
             assert record["version"] == "local-1"
             assert record["release"] == "/var/www/example/local/releases/20260101000000"
             assert record["concurrency"] == CONCURRENCY[host.distro]
+            assert record["sidekiq"] == SIDEKIQ_VERSION[host.distro]
             assert record["quiet"] is False
     # The text form: a table row per record, each host once, then the summary.
     result = fleet(deployed, hosts, "status")
@@ -153,7 +149,18 @@ def test_status_matches_systemctl_on_every_host(deployed, hosts) -> None:
     assert [row[0] for row in rows] == [host.name for host in hosts]
     for host, row in zip(hosts, rows, strict=True):
         assert row[1:6] == ["default", enabled_slot(host), "yes", "active", str(serving_pid(host))]
+        assert row[10:12] == [SIDEKIQ_VERSION[host.distro], "local-1"]
     assert result.stdout.splitlines()[-1].startswith("status local: 3 of 3 hosts ok (")
+
+
+@pytest.mark.distros("trixie")
+def test_a_job_in_the_second_capsules_queue_runs_in_the_serving_process(deployed, hosts) -> None:
+    """Sidekiq 7's capsules: the app's sidekiq.yml gives the queue `serial` a pool of its own."""
+    for host in hosts:
+        job_id = f"capsule-{host.name}"
+        sh(host, f"cd {APP}/current && bin/push-jobs --queue serial {job_id}", user="deploy")
+        job = wait_until(lambda h=host, j=job_id: job_processed(h, j), 30, f"{job_id} to run")
+        assert job["pid"] == serving_pid(host)
 
 
 def test_restart_is_zero_gap_and_batch_by_batch(deployed, hosts) -> None:

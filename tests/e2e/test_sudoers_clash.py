@@ -17,9 +17,13 @@ from tests.e2e.conftest import PulumiProject
 
 pytestmark = pytest.mark.e2e
 
+DISTROS = ("bookworm", "trixie")
+
 HOST_COUNT = 1
 DROP_IN = "/etc/sudoers.d/sidekiq-fleet-sidekiq"
 CLASH = "/etc/sudoers.d/other-team"
+# How each sudo names an alias defined twice: 1.9.13 (bookworm), 1.9.16 (trixie).
+DUPLICATE_ALIAS = {"bookworm": "already defined", "trixie": "duplicate Cmnd_Alias"}
 
 
 def sudo_works(host: localhosts.Host) -> bool:
@@ -42,7 +46,7 @@ def test_a_drop_in_that_clashes_with_the_hosts_sudoers_is_never_installed(
     run = project.up(check=False)
     assert run.returncode != 0
     assert "the sudoers configuration with the new drop-in failed visudo -c, nothing installed" in run.output
-    assert "already defined" in run.output, run.output
+    assert DUPLICATE_ALIAS[host.distro] in run.output, run.output
     assert host.exec(f"test -e {DROP_IN}").returncode != 0, "the drop-in was installed"
     assert host.exec("test -e /usr/local/sbin/sidekiqctl").returncode != 0, "something was installed"
     assert sudo_works(host)
@@ -59,7 +63,7 @@ def test_a_drop_in_that_clashes_with_the_hosts_sudoers_is_never_installed(
     try:
         assert host.exec(f"test -e {DROP_IN}").returncode == 0
         assert deploy_runs_id_as_root(host), "the control did not show the attack"
-        assert "already defined" in host.exec("sudo -n true", user="admin").stderr
+        assert DUPLICATE_ALIAS[host.distro] in host.exec("sudo -n true", user="admin").stderr
     finally:
         host.exec(f"rm -f {DROP_IN} {CLASH}", check=True)
     assert sudo_works(host)

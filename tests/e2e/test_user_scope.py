@@ -19,6 +19,8 @@ from tests.e2e.test_ops_verbs import fleet
 
 pytestmark = pytest.mark.e2e
 
+DISTROS = ("bookworm", "trixie")
+
 HOST_COUNT = 1
 STACK_OVERRIDES = {"sidekiq": {"scope": "user"}}
 HOME = "/home/deploy"
@@ -47,7 +49,8 @@ def test_user_unit_deploys_restarts_and_uninstalls(project: PulumiProject, hosts
     assert host.exec("test -e /etc/sudoers.d/sidekiq-fleet-sidekiq").returncode != 0, "no sudo for user units"
     # The sandbox a user manager can apply (docs/hosts.md, "scope: user"): measured at 2.2 on these hosts.
     score = as_deploy(host, f"systemd-analyze --user security {SLOTS[0]} --no-pager").splitlines()[-1]
-    assert float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", score).group(1)) <= 2.5, score
+    # 2.1 on systemd 252 and 257 (docs/hosts.md): what a user manager cannot apply costs the rest.
+    assert float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", score).group(1)) <= 2.1, score
     for job_id, path, error in [
         ("user-shared", f"{APP}/shared/e2e-user", None),
         ("user-etc", "/etc/x", "Errno::EROFS"),
