@@ -69,7 +69,8 @@ def printf_format(pattern: str, group: str) -> str:
 
 def template_affixes(group: str) -> tuple[str, str]:
     """What a template unit's file name has before and after the process name."""
-    prefix, _, suffix = TEMPLATE_UNIT.format(group=group, process="\0").partition("\0")
+    name = TEMPLATE_UNIT.format(group=group, process="\0")
+    prefix, _, suffix = name.partition("\0")  # pragma: no mutate - one NUL: rpartition splits it alike
     return prefix, suffix
 
 
