@@ -65,7 +65,7 @@ PUSHER_RB = """\
 require "bundler/setup"
 require "sidekiq"
 require "time"
-Redis.silence_deprecations = true if Redis.respond_to?(:silence_deprecations=)
+Redis.silence_deprecations = true if defined?(Redis) && Redis.respond_to?(:silence_deprecations=)
 prefix, rate, seconds, out = ARGV[0], ARGV[1].to_f, ARGV[2].to_f, ARGV[3]
 stop = false
 Signal.trap("TERM") { stop = true }
