@@ -11,18 +11,16 @@ VARIANT = "minbase"
 
 @dataclass(frozen=True)
 class Distro:
-    """A Debian release the hosts can run, with the Sidekiq and Ruby its archive ships."""
+    """What a Debian release's archive ships that the template build checks."""
 
-    suite: str
-    release: str
     sidekiq: str
     ruby_package: str
 
 
-# Each template build refuses a Sidekiq other than the one named here.
+# By suite (debootstrap's name). Each template build refuses a Sidekiq other than the one named here.
 DISTROS: dict[str, Distro] = {
-    "bookworm": Distro(suite="bookworm", release="12", sidekiq="6.4.1", ruby_package="ruby3.1"),
-    "trixie": Distro(suite="trixie", release="13", sidekiq="7.3.2", ruby_package="ruby3.3"),
+    "bookworm": Distro(sidekiq="6.4.1", ruby_package="ruby3.1"),
+    "trixie": Distro(sidekiq="7.3.2", ruby_package="ruby3.3"),
 }
 DEFAULT_DISTRO = "bookworm"
 

@@ -19,7 +19,8 @@ RECIPE_IN_ROOT = "/tmp/sidekiq-fleet-recipe"
 
 def rootfs_dir(distro: str) -> Path:
     """One folder per distro, so building one never prunes the other's template."""
-    return config.cache_root() / "rootfs" / config.distro(distro).suite
+    config.distro(distro)  # an unknown name fails here, not in a path
+    return config.cache_root() / "rootfs" / distro
 
 
 def _recipe_files(distro: str) -> list[Path]:
@@ -39,16 +40,16 @@ def template_key(distro: str = config.DEFAULT_DISTRO) -> str:
     for path in _recipe_files(distro):
         rel = path.relative_to(config.RECIPE_DIR).as_posix()
         recipe.append([rel, os.access(path, os.X_OK), hashlib.sha256(path.read_bytes()).hexdigest()])
-    release = config.distro(distro)
+    ships = config.distro(distro)
     material = {
-        "suite": release.suite,
+        "suite": distro,
         "variant": config.VARIANT,
         "packages": sorted(config.PACKAGES),
         "recipe": recipe,
         "admin_pubkey": tools.public_key(),
         "app_root": config.APP_ROOT,
         "release": config.RELEASE,
-        "sidekiq": release.sidekiq,
+        "sidekiq": ships.sidekiq,
     }
     blob = json.dumps(material, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
@@ -136,15 +137,14 @@ def _logged(argv: list[str], what: str, env: dict[str, str] | None = None) -> No
 
 def _debootstrap(build: Path, distro: str, log: Log) -> None:
     mirror = tools.debian_mirror()
-    suite = config.distro(distro).suite
-    log(f"debootstrap {suite} ({config.VARIANT}) into {build}")
+    log(f"debootstrap {distro} ({config.VARIANT}) into {build}")
     _logged(
         [
             "debootstrap",
             f"--variant={config.VARIANT}",
             "--components=main",
             f"--include={','.join(config.PACKAGES)}",
-            suite,
+            distro,
             str(build),
             mirror,
         ],
@@ -183,11 +183,11 @@ def _configure(build: Path, distro: str, log: Log) -> None:
 
 def _describe(build: Path, distro: str, key: str, seconds: float) -> dict[str, object]:
     """Record what went into the template, and refuse one with the wrong Sidekiq."""
-    release = config.distro(distro)
+    ships = config.distro(distro)
     wanted = [
         "ruby-sidekiq",
         "ruby",
-        release.ruby_package,
+        ships.ruby_package,
         "bundler",
         "redis-server",
         "systemd",
@@ -197,17 +197,16 @@ def _describe(build: Path, distro: str, key: str, seconds: float) -> dict[str, o
     out = run(["chroot", str(build), "dpkg-query", "-W", "-f", "${Package} ${Version}\\n", *wanted]).stdout
     versions = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
     upstream = versions.get("ruby-sidekiq", "").split("+")[0].split("-")[0]
-    if upstream != release.sidekiq:
+    if upstream != ships.sidekiq:
         got = versions.get("ruby-sidekiq")
-        raise RuntimeError(f"template has ruby-sidekiq {got}, want {release.sidekiq}")
+        raise RuntimeError(f"template has ruby-sidekiq {got}, want {ships.sidekiq}")
     size = int(run(["du", "-sxb", str(build)]).stdout.split()[0])
     return {
         "key": key,
         "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "build_seconds": round(seconds, 1),
         "size_bytes": size,
-        "suite": release.suite,
-        "distro": distro,
+        "suite": distro,
         "packages": list(config.PACKAGES),
         "versions": versions,
     }

@@ -24,8 +24,8 @@ def recipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_each_distro_names_its_release_and_sidekiq() -> None:
-    assert config.distro("bookworm") == config.Distro("bookworm", "12", "6.4.1", "ruby3.1")
-    assert config.distro("trixie") == config.Distro("trixie", "13", "7.3.2", "ruby3.3")
+    assert config.distro("bookworm") == config.Distro(sidekiq="6.4.1", ruby_package="ruby3.1")
+    assert config.distro("trixie") == config.Distro(sidekiq="7.3.2", ruby_package="ruby3.3")
     with pytest.raises(ValueError, match=r"unknown distro 'sid'; one of: bookworm, trixie"):
         config.distro("sid")
 
