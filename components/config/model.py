@@ -57,6 +57,10 @@ SHADOWED_CTL = frozenset(
 )  # fmt: skip
 # /var/lib/sidekiq-fleet/<unitName> holds the version file; staging/ there is every stage's upload area.
 RESERVED_UNIT_NAMES = frozenset({"staging"})
+# A unit to adopt: a service of any name systemd allows, minus escapes; an instance, not a bare template.
+ADOPTED_UNIT = r"^[A-Za-z0-9_][A-Za-z0-9:_.@-]{0,200}\.service$"
+# A file directly under /etc/sudoers.d; a letter, digit or _ first, so never an option or a dot file.
+SUDOERS_FILE_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 
 
 class _Model(BaseModel):
@@ -392,6 +396,18 @@ class Sidekiq(_Model):
         max_length=16,
         description="a list of 1 to 16 {name, configFile, drainTimeout}; defaults to one process, default",
     )
+    adopt: list[Annotated[str, Field(pattern=ADOPTED_UNIT)]] = Field(
+        [],
+        max_length=16,
+        description="service names such as sidekiq.service or example_sidekiq_production.service: system "
+        "units, or user units of sidekiq.user, that pulumi up takes over with no gap",
+    )
+    adopt_sudoers: list[Annotated[str, Field(pattern=SUDOERS_FILE_NAME)]] = Field(
+        [],
+        max_length=16,
+        description="file names directly under /etc/sudoers.d, such as deploy-systemctl, that pulumi up "
+        "removes (keeping a copy) once visudo -c accepts the configuration without them",
+    )
 
     @field_validator("command", mode="after")
     @classmethod
@@ -437,6 +453,28 @@ class Sidekiq(_Model):
         names = [process.name for process in self.processes or []]
         if len(names) != len(set(names)):
             raise ValueError("processes: names repeat; expected each process name once")
+        for index, name in enumerate(self.adopt):
+            if name.endswith("@.service"):
+                raise ValueError(
+                    f"adopt[{index}]: {name} is a template, which does not run; expected an instance "
+                    "such as sidekiq@1.service"
+                )
+            if re.fullmatch(
+                rf"{re.escape(self.unit_name)}-(first-release|[a-z0-9-]+(@[ab]|-drain-.+))\.service", name
+            ):
+                raise ValueError(
+                    f"adopt[{index}]: {name} is a unit of this group ({self.unit_name}) itself; expected "
+                    "another team's or capistrano-sidekiq's unit, such as sidekiq.service"
+                )
+        if len(self.adopt) != len(set(self.adopt)):
+            raise ValueError("adopt: names repeat; expected each unit once")
+        if f"sidekiq-fleet-{self.unit_name}" in self.adopt_sudoers:
+            raise ValueError(
+                f"adoptSudoers: sidekiq-fleet-{self.unit_name} is this group's own drop-in; expected "
+                "the file that holds the broad line, such as deploy-systemctl"
+            )
+        if len(self.adopt_sudoers) != len(set(self.adopt_sudoers)):
+            raise ValueError("adoptSudoers: names repeat; expected each file once")
         if self.hardening == "off" and self.writable_paths is not None:
             raise ValueError(
                 "writablePaths: has no effect with hardening: off, where Sidekiq may write anywhere "
