@@ -27,13 +27,16 @@ TEMPLATE_UNIT = "{group}-{process}@.service"
 SLOT_UNIT = "{group}-{process}@{slot}.service"
 # The transient unit in which a replaced slot quiets and drains.
 DRAIN_UNIT = "{group}-{process}-drain-{slot}.service"
+# The transient unit in which a unit of sidekiq.adopt quiets and drains, by its index there.
+ADOPTED_DRAIN_UNIT = "{group}-adopted-drain-{index}.service"
 
 # The control script's verbs. `sidekiq-fleet VERB` runs the fleet verbs on every host.
 FLEET_VERBS = ("status", "quiet", "stop", "start", "restart")
 # What the deploy user may run (through sudo in system scope): `logs -f` is `follow`, `check` is `sums`.
 DEPLOY_VERBS = (*FLEET_VERBS, "logs", "follow", "sums")
-# Root's alone: the path unit runs first-release, the uninstall script runs teardown.
-ROOT_VERBS = ("first-release", "teardown")
+# Root's alone: the path unit runs first-release, the uninstall script runs teardown, the install
+# runs foreign (the units of another tool that would run beside the slots).
+ROOT_VERBS = ("first-release", "teardown", "foreign")
 
 
 def group_marker(group: str) -> str:
@@ -103,6 +106,11 @@ def version_dir(stage: Stage) -> str:
     if sidekiq.scope == "user":
         return f"~{sidekiq.user}/.local/state/sidekiq-fleet/{sidekiq.unit_name}"
     return f"{STATE_DIR}/{sidekiq.unit_name}"
+
+
+def adopted_sudoers_dir(stage: Stage) -> str:
+    """Root's copies of sidekiq.adoptSudoers' files, in both scopes; `pulumi destroy` keeps them."""
+    return f"{STATE_DIR}/{stage.config.sidekiq.unit_name}/adopted/sudoers"
 
 
 def lock_file(stage: Stage) -> str:

@@ -16,6 +16,8 @@ from .config import Stage
 from .layout import (
     STAGING_DIR,
     STATE_DIR,
+    SUDOERS_DIR,
+    adopted_sudoers_dir,
     control_path,
     env_path,
     staging_dir,
@@ -199,24 +201,33 @@ def _root_only_dirs(path: str, user: str) -> list[str]:
     ]
 
 
-def _check_whole_sudoers(path: str, copy: str) -> list[str]:
-    """visudo -c of the host's whole sudoers configuration with the new drop-in in place, on copies:
-    a drop-in that passes alone can still clash with another (an alias defined twice)."""
-    directory, name = posixpath.split(path)
+def _check_whole_sudoers(drop_in: tuple[str, str] | None, removed: Sequence[str]) -> list[str]:
+    """visudo -c of the host's whole sudoers configuration as the install leaves it, on copies: the
+    new drop-in (path, staged copy) in place, sidekiq.adoptSudoers' files gone. A drop-in that passes
+    alone can still clash with another (an alias defined twice)."""
+    directory = SUDOERS_DIR
     include = f"^([@#]includedir)[[:space:]]+{re.escape(directory)}/?[[:space:]]*$"
+    change = "the new drop-in" if drop_in else "sidekiq.adoptSudoers' files removed"
     problem = (
-        '"the sudoers configuration with the new drop-in failed visudo -c, nothing installed: '
+        f'"the sudoers configuration with {change} failed visudo -c, nothing installed: '
         '$(cat "$work/visudo.err")"'
     )
+    patterns = "|".join(q(f"{directory}/{name}") for name in removed)
+    skip = f"case $f in {patterns}) continue ;; esac; " if removed else ""
+    copy_drop_in = []
+    if drop_in is not None:
+        path, copy = drop_in
+        # Over the installed one, if any.
+        copy_drop_in = [f'cp -p {copy} "$work/sudoers.d"/{q(posixpath.basename(path))}']
     return [
         'mkdir -m 0700 "$work/sudoers.d"',
         f"for f in {q(directory)}/*; do",
-        '  [ ! -f "$f" ] || cp -p "$f" "$work/sudoers.d/"',
+        f'  {skip}[ ! -f "$f" ] || cp -p "$f" "$work/sudoers.d/"',
         "done",
-        # Over the installed one, if any.
-        f'cp -p {copy} "$work/sudoers.d"/{q(name)}',
+        *copy_drop_in,
         f"if ! grep -Eq {q(include)} /etc/sudoers; then",
-        f'  say "note: /etc/sudoers does not include {directory}, so sudo will not read the drop-in"',
+        f'  say "note: /etc/sudoers does not include {directory}, so sudo will not read '
+        f'{"the drop-in" if drop_in else "its files"}"',
         "fi",
         f'sed -E "s|{include}|\\1 $work/sudoers.d|" /etc/sudoers >"$work/sudoers"',
         f'visudo -cf "$work/sudoers" >/dev/null 2>"$work/visudo.err" || die {problem}',
@@ -320,13 +331,16 @@ def install(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
                 f'visudo -cf {copy} >/dev/null 2>"$work/visudo.err" || die "the sudoers drop-in '
                 'failed visudo -cf, nothing installed: $(cat "$work/visudo.err")"'
             )
-            body += _check_whole_sudoers(file.path, copy)
+            body += _check_whole_sudoers((file.path, copy), sidekiq.adopt_sudoers)
         if file.role == "control":
             body.append(
                 f'bash -n {copy} 2>"$work/bash.err" || die "the control script failed bash -n, '
                 'nothing installed: $(cat "$work/bash.err")"'
             )
+    if sidekiq.adopt_sudoers and not any(file.role == "sudoers" for file in files):
+        body += _check_whole_sudoers(None, sidekiq.adopt_sudoers)
     body += _verify_units(files, copies, control)
+    body += _refuse_foreign_units(control)
     # sidekiq.authorizedKeys: checked by ssh-keygen like the files, before anything is installed. One key
     # at a time: on a file of several, ssh-keygen -l skips a bad line and still exits 0.
     keys = sidekiq.authorized_keys
@@ -385,6 +399,7 @@ def install(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
         f'if [ "$keys_result" = changed ]; then '
         f'say "authorized keys of {sidekiq.user}: {len(keys)} key(s) of sidekiq.authorizedKeys"; fi',
     ]
+    body += _adopt_sudoers(stage)
     rendered_roles = {f.role for f in files}
     for stale in _stale_paths(stage, rendered_roles):
         owner = _as_owner_of(stale)
@@ -404,6 +419,50 @@ def install(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
         'if [ "$changed" = 0 ]; then say "files unchanged"; fi',
     ]
     return as_root("\n".join(body))
+
+
+def _refuse_foreign_units(control: str) -> list[str]:
+    """The staged control script's `foreign`: another tool's Sidekiq units of this app that
+    sidekiq.adopt does not name stop the install before anything changes; broad sudoers lines warn."""
+    staged = f'"$work"/{q(posixpath.basename(control))}'
+    return [
+        f'found=$(SIDEKIQ_FLEET_HOST="$host" bash {staged} foreign) || '
+        'die "could not look for other Sidekiq units, nothing installed: $found"',
+        'while IFS= read -r line; do say "WARNING: $line"; done < <(sed -n \'s/^warning //p\' <<<"$found")',
+        "refused=$(sed -n 's/^refuse //p' <<<\"$found\")",
+        '[ -z "$refused" ] || die "$refused; nothing installed"',
+    ]
+
+
+def _adopt_sudoers(stage: Stage) -> list[str]:
+    """Move sidekiq.adoptSudoers' files (visudo -c passed without them) to root's state directory. The
+    provisioning user must keep its passwordless sudo: if not, they go back, and the install fails."""
+    names = stage.config.sidekiq.adopt_sudoers
+    if not names:
+        return []
+    saved = adopted_sudoers_dir(stage)
+    lines = ["moved=()"]  # pragma: no mutate - bash 5 takes an unset array as empty
+    for name in names:
+        path = f"{SUDOERS_DIR}/{name}"
+        lines += [
+            f"if [ -f {q(path)} ] && [ ! -L {q(path)} ]; then",
+            f"  install -d -m 0700 {q(saved)}",
+            f"  mv -f -- {q(path)} {q(saved + '/' + name)}",
+            f"  moved+=({q(name)})",
+            f'  say "removed {path} (sidekiq.adoptSudoers); a copy is in {saved}"',
+            "fi",
+        ]
+    restore = f'for name in "${{moved[@]}}"; do mv -f -- {q(saved)}/"$name" {q(SUDOERS_DIR)}/"$name"; done'
+    lines += [
+        'if [ "${#moved[@]}" -gt 0 ] && [ -n "${SUDO_USER-}" ] && '
+        '! runuser -u "$SUDO_USER" -- sudo -n true 2>/dev/null; then',
+        f"  {restore}",
+        '  die "sidekiq-fleet:sidekiq.adoptSudoers: without ${moved[*]}, $SUDO_USER has no passwordless '
+        "sudo, which pulumi up needs; put them back; expected only files that the provisioning user does "
+        'not need"',
+        "fi",
+    ]
+    return lines
 
 
 def _stale_paths(stage: Stage, rendered_roles: Collection[str]) -> list[str]:
@@ -459,10 +518,17 @@ def uninstall(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
     paths = {f.path for f in files if f.role != "unit"} | set(_stale_paths(stage, set()))
     for path in sorted(paths):
         body.append(f"{_as_owner_of(path)}rm -f {_resolve(path)}")
+    owner = _as_owner_of(version_dir(stage))
     body += [
         f"versions={_resolve(version_dir(stage))}",
         # In a home, the user deletes it; what their links point at is not theirs to delete.
-        f'{_as_owner_of(version_dir(stage))}rm -rf "$versions" || say "note: $versions was left in place"',
+        # Everything but what sidekiq.adopt took over: destroy does not bring it back, but keeps the copies.
+        f'{owner}find "$versions" -mindepth 1 -maxdepth 1 ! -name adopted -exec rm -rf -- {{}} + '
+        '2>/dev/null || [ ! -e "$versions" ] || say "note: $versions was left in place"',
+        f'{owner}rmdir "$versions" 2>/dev/null || ! {owner}test -d "$versions/adopted" || say "kept '
+        '$versions/adopted: the units sidekiq.adopt took over (README: Migrating from capistrano-sidekiq)"',
+        f"sudoers_copies={q(adopted_sudoers_dir(stage))}",
+        'rmdir "$sudoers_copies" "$(dirname "$sudoers_copies")" 2>/dev/null || true',
         f"rm -rf {q(staging_dir(stage))}",
         "# Shared parents go too once empty; other units' files keep them.",  # pragma: no mutate - shell comment  # noqa: E501
         f"rmdir --ignore-fail-on-non-empty {q(STAGING_DIR)} {q(STATE_DIR)} 2>/dev/null || true",

@@ -15,6 +15,8 @@ from components.config import SECRET_PLACEHOLDER, Stage
 from components.render import RenderedFile
 
 _SUM_LINE = re.compile(r"^([0-9a-f]{64}) (\S.*)$")
+# What `sums` adds for the host as a whole: a Sidekiq unit nobody adopted, a sudoers line that is root.
+WARNING = "warning "
 
 
 class SumsError(ValueError):
@@ -35,13 +37,19 @@ def expected_sums(files: Sequence[RenderedFile]) -> dict[str, str | None]:
 def parse_sums(stdout: str) -> dict[str, str]:
     sums = {}
     for line in stdout.splitlines():
-        if line.startswith("process="):
-            continue  # the status lines that follow in the same run
+        if line.startswith(("process=", WARNING)):
+            continue  # the status lines that follow in the same run, and the warnings
         match = _SUM_LINE.match(line)
         if match is None:
             raise SumsError(f"{line!r}: expected `<sha256> <path>`")
         sums[match.group(2)] = match.group(1)
     return sums
+
+
+def host_warnings(stdout: str) -> list[str]:
+    """The warnings of a `sums` run, each as `warning: <text>`; they do not fail the check."""
+    lines = stdout.splitlines()
+    return [f"warning: {line.removeprefix(WARNING)}" for line in lines if line.startswith(WARNING)]
 
 
 def file_drift(expected: Mapping[str, str | None], actual: Mapping[str, str]) -> list[str]:

@@ -116,6 +116,11 @@ class Run:
         """The calls of one program, each as "program arg1 arg2..."."""
         return [c for c in self.calls if c.split(" ", 1)[0] == program]
 
+    def systemctl_changes(self) -> list[str]:
+        """systemctl's calls other than queries, system or --user."""
+        queries = {"list-units", "list-unit-files", "show", "is-active", "is-enabled"}
+        return [call for call in self.ran("systemctl") if not queries & set(call.split()[1:3])]
+
     def position(self, call: str) -> int:
         """Index of the first call that is exactly ``call``; fails if there is none."""
         assert call in self.calls, f"{call!r} never ran; calls: {self.calls}"

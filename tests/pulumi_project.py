@@ -5,13 +5,16 @@ Shared by the end-to-end fixtures (tests/e2e/conftest.py) and the rollout benchm
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
@@ -118,3 +121,14 @@ def new_project(
     project = PulumiProject(directory, env)
     project.pulumi("stack", "init", STACK)
     return project
+
+
+def bench_rollout() -> ModuleType:
+    """bench/rollout.py as a module: its measures (gap, losses, doubles) serve the end-to-end tests too."""
+    spec = importlib.util.spec_from_file_location("bench_rollout", PROJECT_DIR / "bench" / "rollout.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # for its dataclasses
+    spec.loader.exec_module(module)
+    return module

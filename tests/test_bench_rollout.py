@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from tests.pulumi_project import bench_rollout
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 T = 1795860000.0  # 2026-11-28T10:00:00Z
@@ -16,13 +16,7 @@ T = 1795860000.0  # 2026-11-28T10:00:00Z
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_rollout", PROJECT_DIR / "bench" / "rollout.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # for its dataclasses
-    spec.loader.exec_module(module)
-    return module
+    return bench_rollout()
 
 
 def line(job_id: str, pid: int, started: str, at: str) -> str:

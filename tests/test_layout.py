@@ -50,7 +50,7 @@ def test_template_affixes_surround_the_process_name() -> None:
 def test_the_verbs() -> None:
     assert layout.FLEET_VERBS == ("status", "quiet", "stop", "start", "restart")
     assert layout.DEPLOY_VERBS == ("status", "quiet", "stop", "start", "restart", "logs", "follow", "sums")
-    assert layout.ROOT_VERBS == ("first-release", "teardown")
+    assert layout.ROOT_VERBS == ("first-release", "teardown", "foreign")
 
 
 def test_system_scope_paths(existing_values) -> None:

@@ -604,6 +604,12 @@ class Stage(BaseModel):
         return self.config.sidekiq.app_dir or f"/var/www/{self.config.app}/{self.name}/current"
 
     @property
+    def app_root(self) -> str:
+        """Where every release lives: Capistrano's deploy_to above `current`, else the app directory."""
+        app_dir = self.app_dir
+        return posixpath.dirname(app_dir) if posixpath.basename(app_dir) == "current" else app_dir
+
+    @property
     def environment(self) -> str:
         return self.config.sidekiq.environment or self.name
 
@@ -631,8 +637,8 @@ class Stage(BaseModel):
         """The release's tmp/ and log/, and Capistrano's shared/ beside `current`."""
         app_dir = self.app_dir
         paths = [f"{app_dir}/tmp", f"{app_dir}/log"]
-        if posixpath.basename(app_dir) == "current":
-            paths.append(posixpath.join(posixpath.dirname(app_dir), "shared"))
+        if self.app_root != app_dir:
+            paths.append(posixpath.join(self.app_root, "shared"))
         return paths
 
 
