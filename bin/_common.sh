@@ -16,6 +16,9 @@ ensure_packages() {
   command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
   command -v ssh >/dev/null || missing+=(openssh-client)
   command -v shellcheck >/dev/null || missing+=(shellcheck)
+  # tests/test_capistrano.py and tests/e2e/test_capistrano_rake.py run Debian's Capistrano; its
+  # net-ssh needs the two gems for ed25519 keys.
+  command -v cap >/dev/null || missing+=(capistrano ruby-ed25519 ruby-bcrypt-pbkdf)
   if ((${#missing[@]})); then
     log "installing Debian packages: ${missing[*]}"
     apt-get update -qq

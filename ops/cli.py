@@ -21,7 +21,7 @@ from components.config import Stage, StageConfigError, values_from_config
 from components.layout import FLEET_VERBS
 from components.render import render_files
 
-from . import check, control, inventory, ssh
+from . import capistrano, check, control, inventory, ssh
 from .outputs import (
     PROJECT_DIR,
     Fleet,
@@ -120,6 +120,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listing = verbs.add_parser("inventory", parents=[hosts], help="the hosts for other tooling")
     listing.add_argument("--format", choices=inventory.FORMATS, default="json")
+    imports = verbs.add_parser(
+        "import", help="write Pulumi.<STAGE>.yaml (existing hosts) from a Capistrano project's stage"
+    )
+    imports.add_argument(
+        "--capistrano", type=Path, required=True, metavar="DIR", help="the Capistrano project (its Capfile)"
+    )
+    imports.add_argument("--stage", required=True, help="the Capistrano stage, also the stack's name")
+    imports.add_argument(
+        "--cap-command",
+        help='how to run Capistrano in DIR (default: "bundle exec cap" with a Gemfile.lock, else "cap")',
+    )
+    imports.add_argument(
+        "--known-hosts",
+        type=Path,
+        default=capistrano.DEFAULT_KNOWN_HOSTS,
+        help="pin each host's key from this known_hosts file (default: %(default)s)",
+    )
+    imports.add_argument("--output", type=Path, help="write here instead of <project>/Pulumi.<STAGE>.yaml")
+    imports.add_argument("--force", action="store_true", help="overwrite an existing file")
     return parser
 
 
@@ -247,6 +266,17 @@ async def run(args: argparse.Namespace) -> int:
     if args.verb == "render":
         print(render_stage(args.stage, args.project), end="")
         return 0
+    if args.verb == "import":
+        return capistrano.run_import(
+            args.capistrano,
+            args.stage,
+            args.output or args.project / f"Pulumi.{args.stage}.yaml",
+            force=args.force,
+            command=args.cap_command,
+            known_hosts=args.known_hosts,
+            out=sys.stdout,
+            err=sys.stderr,
+        )
     fleet = await load_fleet(args)
     if args.verb == "inventory":
         print(inventory.render_inventory(fleet, args.format), end="")
