@@ -343,8 +343,10 @@ async def _check_once(
             result.ok, result.error = False, f"unreadable answer: {error}"
             continue
         if problems:
-            drift[result.name] = problems
             result.ok, result.error = False, f"drift: {len(problems)} difference(s)"
+        # Shown with the drift; only the differences fail the host.
+        if problems or check.host_warnings(result.stdout):
+            drift[result.name] = problems + check.host_warnings(result.stdout)
     return results, drift
 
 
@@ -390,10 +392,12 @@ async def run_check(
     stage = await _stage_to_check(args, fleet.stage)
     started = time.monotonic()
     results, drift = await _check_once(fleet, targets, options, stage, args.project)
-    if args.repair and drift:
+    failed = {result.name for result in results if not result.ok}
+    drifted = {name: problems for name, problems in drift.items() if name in failed}
+    if args.repair and drifted:
         report(fleet, "check", results, time.monotonic() - started, args.json, out=sys.stderr, drift=drift)
-        print(f"repairing {', '.join(drift)}: pulumi up --replace of their install", file=sys.stderr)
-        await asyncio.to_thread(repair, fleet.stage, args.project, drift)
+        print(f"repairing {', '.join(drifted)}: pulumi up --replace of their install", file=sys.stderr)
+        await asyncio.to_thread(repair, fleet.stage, args.project, drifted)
         started = time.monotonic()
         results, drift = await _check_once(fleet, targets, options, stage, args.project)
     return report(fleet, "check", results, time.monotonic() - started, args.json, drift=drift)

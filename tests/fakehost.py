@@ -101,6 +101,20 @@ def title(
     return f"echo {shlex.quote(text)}"
 
 
+def unit_block(name: str, **properties: str) -> dict[str, str]:
+    """What `systemctl show` says of a service for FakeHost.lists_units: enabled and active unless told."""
+    block = {
+        "Id": name,
+        "FragmentPath": f"/etc/systemd/system/{name}",
+        "UnitFileState": "enabled",
+        "ActiveState": "active",
+        "MainPID": "0",
+        "WorkingDirectory": "",
+        "ExecStart": "",
+    }
+    return {**block, **properties}
+
+
 @dataclass
 class Run:
     returncode: int
@@ -229,6 +243,15 @@ class FakeHost:
         link.unlink()
         link.symlink_to(points_to)
         os.chown(link, owner, owner, follow_symlinks=False)
+
+    def lists_units(self, *blocks: dict[str, str], prefix: str = "") -> None:
+        """systemctl (prefix "--user " for deploy's manager) lists these services, and `show` answers
+        their properties block by block, as for several units at once."""
+        names = "\\n".join(block["Id"] for block in blocks)
+        self.on("systemctl", f"{prefix}list-units --type=service *", f"printf '{names}\\n'")
+        self.on("systemctl", f"{prefix}list-unit-files *", "true")
+        text = "\n\n".join("\n".join(f"{key}={value}" for key, value in block.items()) for block in blocks)
+        self.on("systemctl", f"{prefix}show -p Id,FragmentPath,* -- *", f"printf '%s\\n' {shlex.quote(text)}")
 
     def meminfo(self, available_kib: int) -> None:
         """Make /proc/meminfo say MemAvailable is ``available_kib`` KiB."""

@@ -271,6 +271,27 @@ def test_hardening_is_strict_by_default_and_writable_paths_follow_app_dir():
     assert top.default_writable_paths == ["/current/tmp", "/current/log", "/shared"]
 
 
+def test_the_app_root_holds_every_release():
+    """Where another tool's Sidekiq of this app runs from (issue 18): deploy_to above `current`."""
+    assert parse_stage("staging", EC2_BASE).app_root == "/var/www/example/staging"
+    assert parse_stage("staging", with_change(EC2_BASE, "sidekiq.appDir", "/srv/app")).app_root == "/srv/app"
+    assert parse_stage("staging", with_change(EC2_BASE, "sidekiq.appDir", "/current")).app_root == "/"
+
+
+def test_units_and_sudoers_files_to_adopt_are_kept_as_given():
+    values = with_changes(
+        EC2_BASE,
+        {
+            "sidekiq.adopt": ["sidekiq.service", "example_sidekiq_staging.low.service", "worker@2.service"],
+            "sidekiq.adoptSudoers": ["deploy-systemctl", "90_deploy"],
+        },
+    )
+    sidekiq = parse_stage("staging", values).config.sidekiq
+    assert sidekiq.adopt == ["sidekiq.service", "example_sidekiq_staging.low.service", "worker@2.service"]
+    assert sidekiq.adopt_sudoers == ["deploy-systemctl", "90_deploy"]
+    assert parse_stage("staging", EC2_BASE).config.sidekiq.adopt == []
+
+
 def test_writable_paths_are_kept_as_given():
     values = with_change(EC2_BASE, "sidekiq.writablePaths", ["/srv/uploads", "/var/www/example/shared"])
     stage = parse_stage("staging", values)
@@ -549,6 +570,84 @@ BAD_INPUTS = [
         "sidekiq.writablePaths[0]",
         "String should match pattern",
         id="writablePaths-space",
+    ),
+    pytest.param(
+        "ec2",
+        {"sidekiq.adopt": ["sidekiq"]},
+        "sidekiq.adopt[0]",
+        "String should match pattern",
+        id="adopt-not-a-service",
+    ),
+    pytest.param(
+        "ec2",
+        {"sidekiq.adopt": ["sidekiq.service", "-x.service"]},
+        "sidekiq.adopt[1]",
+        "expected service names such as sidekiq.service",
+        id="adopt-option",
+    ),
+    pytest.param(
+        "ec2",
+        {"sidekiq.adopt": ["worker@.service"]},
+        "sidekiq.adopt[0]",
+        "worker@.service is a template, which does not run; expected an instance such as sidekiq@1.service",
+        id="adopt-template",
+    ),
+    *(
+        pytest.param(
+            "ec2",
+            {"sidekiq.adopt": ["sidekiq.service", own]},
+            "sidekiq.adopt[1]",
+            f"{own} is a unit of this group (sidekiq) itself; expected another team's",
+            id=f"adopt-own-{own}",
+        )
+        for own in [
+            "sidekiq-default@a.service",
+            "sidekiq-low@b.service",
+            "sidekiq-first-release.service",
+            "sidekiq-default-drain-legacy.service",
+        ]
+    ),
+    pytest.param(
+        "ec2",
+        {"sidekiq.adopt": ["a.service", "a.service"]},
+        "sidekiq.adopt",
+        "names repeat; expected each unit once",
+        id="adopt-repeats",
+    ),
+    pytest.param(
+        "ec2",
+        {"sidekiq.adopt": [f"{'a' * 202}.service"]},
+        "sidekiq.adopt[0]",
+        "String should match pattern",
+        id="adopt-too-long",
+    ),
+    pytest.param(
+        "ec2",
+        {"sidekiq.adoptSudoers": ["../sudoers"]},
+        "sidekiq.adoptSudoers[0]",
+        "expected file names directly under /etc/sudoers.d, such as deploy-systemctl",
+        id="adoptSudoers-path",
+    ),
+    pytest.param(
+        "ec2",
+        {"sidekiq.adoptSudoers": [".hidden"]},
+        "sidekiq.adoptSudoers[0]",
+        "String should match pattern",
+        id="adoptSudoers-dot-file",
+    ),
+    pytest.param(
+        "ec2",
+        {"sidekiq.adoptSudoers": ["sidekiq-fleet-sidekiq"]},
+        "sidekiq.adoptSudoers",
+        "sidekiq-fleet-sidekiq is this group's own drop-in; expected the file that holds the broad line",
+        id="adoptSudoers-own",
+    ),
+    pytest.param(
+        "ec2",
+        {"sidekiq.adoptSudoers": ["a", "a"]},
+        "sidekiq.adoptSudoers",
+        "names repeat; expected each file once",
+        id="adoptSudoers-repeats",
     ),
     pytest.param(
         "ec2",

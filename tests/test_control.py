@@ -17,7 +17,7 @@ import pytest
 
 from components.render import control_path, render_control, shell_quote
 from tests.conftest import stage_from
-from tests.fakehost import DEPLOY_UID, EPOCH, FakeHost, Run, title
+from tests.fakehost import DEPLOY_UID, EPOCH, FakeHost, Run, title, unit_block
 
 APP = "/home/deploy/www/current"  # under /home: the sandbox's overlays can hold the release
 CONFIG = f"{APP}/config/sidekiq.yml"
@@ -923,3 +923,321 @@ def test_sums_in_user_scope_names_home_files_as_the_render_does(host, existing_v
     ]
     # Read by deploy: root ran it, and it ran itself again as deploy.
     assert run.ran("runuser") == [f"{AS_DEPLOY} {CTL} sums"]
+
+
+# --- another tool's units: foreign and sidekiq.adopt (issue 18) -----------------------------------
+
+SEED = f"{UNITS}/sidekiq.service"
+SAVED = "/var/lib/sidekiq-fleet/sidekiq/adopted"
+USER_UNITS = "/home/deploy/.config/systemd/user"
+# How root runs a command as deploy, against deploy's manager.
+RUNUSER = f"runuser -u deploy -- env XDG_RUNTIME_DIR=/run/user/{DEPLOY_UID}"
+NO_USER_MANAGER = ("systemctl", f"is-active --quiet user@{DEPLOY_UID}.service", "exit 3")
+
+
+SEED_RUNNING = unit_block(
+    "sidekiq.service",
+    WorkingDirectory=APP,
+    ExecStart="{ path=/bin/bash ; argv[]=/bin/bash -lc exec bundle exec sidekiq -e staging ; }",
+)
+REFUSAL = (
+    f"refuse sidekiq.service (system unit, enabled, active, {SEED}) runs Sidekiq for /home/deploy/www "
+    "beside this group's slots, so two Sidekiqs would fetch and a stop would not stop; expected "
+    "sidekiq-fleet:sidekiq.adopt to list sidekiq.service (taken over with no gap), or stop and disable it"
+)
+
+
+def test_foreign_names_a_sidekiq_of_this_app_that_nobody_adopted(host, existing_values) -> None:
+    host.on(*NO_USER_MANAGER)
+    host.seed(SEED, "[Service]\n")
+    host.lists_units(SEED_RUNNING, unit_block("cron.service", ExecStart="{ path=/usr/sbin/cron ; }"))
+    run = run_ctl(host, stage_values(existing_values), "foreign")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == REFUSAL + "\n"
+    assert run.systemctl_changes() == []
+    assert host.changes() == set()
+
+
+@pytest.mark.parametrize(
+    ("case", "properties"),
+    [
+        ("another app", {"WorkingDirectory": "/srv/other/current"}),
+        ("not Sidekiq", {"ExecStart": "{ path=/bin/bash ; argv[]=bundle exec puma ; }"}),
+        ("sidekiqctl", {"ExecStart": f"{{ argv[]={CTL} drain default a ; }}"}),
+        ("disabled and stopped", {"UnitFileState": "disabled", "ActiveState": "inactive"}),
+    ],
+)
+def test_foreign_leaves_out_what_is_not_a_sidekiq_of_this_app(
+    host, existing_values, case, properties
+) -> None:
+    host.on(*NO_USER_MANAGER)
+    host.lists_units({**SEED_RUNNING, **properties})
+    run = run_ctl(host, stage_values(existing_values), "foreign")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == "", case
+
+
+def test_foreign_finds_a_sidekiq_by_its_process_title_and_working_directory(host, existing_values) -> None:
+    """A unit whose ExecStart hides Sidekiq in a script: its main process's title and cwd tell."""
+    host.on(*NO_USER_MANAGER)
+    host.on("ps", "-o args= -p 777", "echo 'sidekiq 6.4.1 current [0 of 5 busy]'")
+    host.on("readlink", "/proc/777/cwd", f"echo {APP}")
+    host.lists_units(unit_block("jobs.service", MainPID="777", ExecStart="{ argv[]=/usr/local/bin/run ; }"))
+    run = run_ctl(host, stage_values(existing_values), "foreign")
+    assert run.stdout.startswith("refuse jobs.service (system unit, enabled, active, "), run.stdout
+
+
+def test_foreign_names_an_enabled_unit_that_is_stopped_today(host, existing_values) -> None:
+    """It starts at the next boot, beside the slots."""
+    host.on(*NO_USER_MANAGER)
+    host.lists_units({**SEED_RUNNING, "ActiveState": "inactive"})
+    run = run_ctl(host, stage_values(existing_values), "foreign")
+    assert run.stdout.startswith(f"refuse sidekiq.service (system unit, enabled, inactive, {SEED}) runs")
+
+
+def test_foreign_leaves_out_adopted_units_and_sidekiq_fleets_own(host, existing_values) -> None:
+    host.on(*NO_USER_MANAGER)
+    host.seed(f"{UNITS}/other.service", "# sidekiq-fleet group: sidekiq-eu\n[Service]\n")
+    host.seed(SEED, MANAGED + "[Service]\n")  # this group's legacy unit
+    host.lists_units(
+        {**SEED_RUNNING, "Id": "adopted.service"},
+        {**SEED_RUNNING, "Id": "other.service", "FragmentPath": f"{UNITS}/other.service"},
+        SEED_RUNNING,
+    )
+    values = stage_values(existing_values, sidekiq={"adopt": ["adopted.service"]})
+    run = run_ctl(host, values, "foreign")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == ""
+
+
+def test_foreign_asks_deploys_manager_as_deploy_and_reads_its_files_as_deploy(host, existing_values) -> None:
+    unit = f"{USER_UNITS}/example_sidekiq_staging.service"
+    host.seed(unit, "[Service]\n")
+    host.lists_units()
+    host.lists_units(
+        unit_block("example_sidekiq_staging.service", FragmentPath=unit, WorkingDirectory=APP,
+                   ExecStart="{ argv[]=bundle exec sidekiq ; }"),
+        prefix="--user ",
+    )  # fmt: skip
+    run = run_ctl(host, stage_values(existing_values), "foreign")
+    assert run.stdout.startswith(
+        f"refuse example_sidekiq_staging.service (user unit, enabled, active, {unit})"
+    )
+    by = {uid for call, uid in zip(run.calls, run.uids, strict=True) if call.startswith("systemctl --user")}
+    assert by == {DEPLOY_UID}
+    assert f"runuser -u deploy -- env XDG_RUNTIME_DIR=/run/user/{DEPLOY_UID} grep -qE -e " in " ".join(
+        run.calls
+    )
+
+
+def test_foreign_warns_of_sudoers_lines_that_give_deploy_root(host, existing_values) -> None:
+    host.on(*NO_USER_MANAGER)
+    host.lists_units()
+    host.seed(
+        "/etc/sudoers.d/deploy-systemctl",
+        "# the seed's line\ndeploy ALL=(ALL) NOPASSWD: /usr/bin/systemctl\n",
+    )
+    host.seed("/etc/sudoers.d/deploy-status", "deploy ALL=(ALL) NOPASSWD: /usr/bin/systemctl status x\n")
+    host.seed("/etc/sudoers.d/deploy-all", "alice, bob ALL=(ALL) ALL\nalice,deploy ALL = (root) \\\n  ALL\n")
+    host.seed("/etc/sudoers.d/skipped.bak", "deploy ALL=(ALL) ALL\n")  # sudo skips names with a dot
+    host.seed(
+        "/etc/sudoers.d/sidekiq-fleet-sidekiq", "deploy ALL=(root) NOPASSWD: ALL\n"
+    )  # ours: checked apart
+    run = run_ctl(host, stage_values(existing_values), "foreign")
+    tail = (
+        "gives deploy root through any unit; expected sidekiq-fleet:sidekiq.adoptSudoers to name the file, "
+    )
+    tail += "which this group's drop-in replaces"
+    assert sorted(run.stdout.splitlines()) == [
+        f"warning /etc/sudoers.d/deploy-all: alice,deploy ALL = (root)   ALL {tail}",
+        f"warning /etc/sudoers.d/deploy-systemctl: deploy ALL=(ALL) NOPASSWD: /usr/bin/systemctl {tail}",
+    ]
+
+
+def test_foreign_refuses_a_system_unit_to_adopt_in_user_scope(host, existing_values) -> None:
+    values = stage_values(existing_values, sidekiq={"scope": "user", "adopt": ["sidekiq.service"]})
+    host.on("systemctl", "show -p LoadState --value sidekiq.service", "echo loaded")
+    host.lists_units()
+    host.lists_units(prefix="--user ")
+    run = run_ctl(host, values, "foreign")
+    assert run.stdout.splitlines() == [
+        "refuse sidekiq-fleet:sidekiq.adopt: sidekiq.service is a system unit, which a group with scope: "
+        "user "
+        "cannot stop (it runs as deploy); expected scope: system, or stop and disable sidekiq.service by hand"
+    ]
+
+
+def test_sums_reports_what_foreign_finds_as_warnings(host, existing_values) -> None:
+    host.on(*NO_USER_MANAGER)
+    host.lists_units(SEED_RUNNING)
+    run = run_ctl(host, stage_values(existing_values), "sums")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[-1] == REFUSAL.replace("refuse ", "warning ", 1)
+
+
+def adopting(host: FakeHost, name: str, *states: str, prefix: str = "") -> None:
+    """Where a unit of sidekiq.adopt lives (system, or deploy's manager with prefix "--user ")."""
+    if prefix:
+        host.on("systemctl", f"show -p LoadState --value {name}", "echo not-found")
+    host.on("systemctl", f"{prefix}show -p LoadState --value {name}", "echo loaded")
+    host.on("systemctl", f"{prefix}show -p ActiveState --value {name}", *(f"echo {s}" for s in states))
+
+
+def test_restart_adopts_a_running_unit_after_the_slot_is_ready(host, existing_values) -> None:
+    slot(host, A, "inactive")
+    slot(host, B, "inactive")
+    adopting(host, "sidekiq.service", "active")
+    run = run_ctl(
+        host, stage_values(existing_values, sidekiq={"adopt": ["sidekiq.service"]}), "restart", "v2"
+    )
+    assert run.returncode == 0, run.stderr
+    assert before(run, f"systemctl start {A}", "systemctl disable --quiet sidekiq.service")
+    assert before(
+        run,
+        "systemctl disable --quiet sidekiq.service",
+        "systemctl kill --kill-whom=main -s TSTP sidekiq.service",
+    )
+    assert run.ran("systemd-run") == [
+        "systemd-run --unit=sidekiq-adopted-drain-0.service --collect --quiet "
+        "--description=drain sidekiq.service "
+        f"-E SIDEKIQ_FLEET_HOST=web1 {CTL} drain-adopted sidekiq.service"
+    ]
+    assert "systemctl stop sidekiq.service" not in run.calls, "the drain unit stops it, not the deploy"
+    assert f"{SAY}adopting sidekiq.service: sent TSTP to its main process\n" in run.stdout
+    assert (
+        f"{SAY}adopting sidekiq.service: it quiets and drains for up to 25 s in "
+        "sidekiq-adopted-drain-0.service\n" in run.stdout
+    )
+
+
+def test_a_slot_that_fails_to_start_leaves_the_adopted_unit_serving(host, existing_values) -> None:
+    slot(host, A, "inactive")
+    slot(host, B, "inactive")
+    adopting(host, "sidekiq.service", "active")
+    host.on("systemctl", f"start {A}", "exit 1")
+    run = run_ctl(host, stage_values(existing_values, sidekiq={"adopt": ["sidekiq.service"]}), "restart")
+    assert run.returncode == 1
+    assert not [c for c in run.calls if "sidekiq.service" in c and "LoadState" not in c]
+
+
+def test_a_stopped_unit_to_adopt_is_disabled_and_its_files_kept(host, existing_values) -> None:
+    serving_a(host)
+    host.seed(SEED, "[Service]\nExecStart=/bin/seed\n")
+    host.seed(f"{SEED}.d/override.conf", "[Service]\nRestart=no\n")
+    adopting(host, "sidekiq.service", "inactive")
+    host.on("systemctl", "show -p FragmentPath --value sidekiq.service", f"echo {SEED}")
+    host.on("systemctl", "show -p DropInPaths --value sidekiq.service", f"echo {SEED}.d/override.conf")
+    run = run_ctl(host, stage_values(existing_values, sidekiq={"adopt": ["sidekiq.service"]}), "restart")
+    assert run.returncode == 0, run.stderr
+    assert host.file(f"{SAVED}/sidekiq.service") == "[Service]\nExecStart=/bin/seed\n"
+    assert host.file(f"{SAVED}/sidekiq.service.d/override.conf") == "[Service]\nRestart=no\n"
+    assert host.file(SEED) is None
+    assert host.file(f"{SEED}.d/override.conf") is None
+    assert before(run, "systemctl disable --quiet sidekiq.service", f"rm -f -- {SEED}")
+    assert before(run, f"rm -f -- {SEED}", "systemctl daemon-reload")
+    assert run.ran("systemd-run")[0].endswith(f"{CTL} drain default a"), "only the slot drains"
+    assert f"{SAY}adopted sidekiq.service: disabled, its files moved to {SAVED}\n" in run.stdout
+
+
+def test_an_adopted_unit_file_that_is_a_link_is_removed_never_read(host, existing_values) -> None:
+    serving_a(host)
+    host.seed("/home/deploy/evil.service", "[Service]\n")
+    host.seed(SEED, "")
+    host.symlink(SEED, "/home/deploy/evil.service")
+    adopting(host, "sidekiq.service", "inactive")
+    host.on("systemctl", "show -p FragmentPath --value sidekiq.service", f"echo {SEED}")
+    run = run_ctl(host, stage_values(existing_values, sidekiq={"adopt": ["sidekiq.service"]}), "restart")
+    assert run.returncode == 0, run.stderr
+    assert host.removed(SEED)
+    assert host.file(f"{SAVED}/sidekiq.service") is None
+    assert host.file("/home/deploy/evil.service") == "[Service]\n"
+
+
+def test_a_package_unit_to_adopt_is_disabled_and_left_in_place(host, existing_values) -> None:
+    serving_a(host)
+    adopting(host, "sidekiq.service", "inactive")
+    host.on(
+        "systemctl",
+        "show -p FragmentPath --value sidekiq.service",
+        "echo /usr/lib/systemd/system/sidekiq.service",
+    )
+    run = run_ctl(host, stage_values(existing_values, sidekiq={"adopt": ["sidekiq.service"]}), "restart")
+    assert "systemctl disable --quiet sidekiq.service" in run.calls
+    assert not [c for c in run.calls if c.startswith("rm ") and "sidekiq.service" in c]
+    assert (
+        f"{SAY}adopted sidekiq.service: /usr/lib/systemd/system/sidekiq.service is not in {UNITS}; "
+        "left in place\n" in run.stdout
+    )
+
+
+def test_nothing_left_to_adopt_says_nothing(host, existing_values) -> None:
+    serving_a(host)
+    host.on("systemctl", "show -p LoadState --value sidekiq.service", "echo not-found")
+    host.on("systemctl", "--user show -p LoadState --value sidekiq.service", "echo not-found")
+    run = run_ctl(host, stage_values(existing_values, sidekiq={"adopt": ["sidekiq.service"]}), "restart")
+    assert run.returncode == 0, run.stderr
+    assert "adopt" not in run.stdout
+    assert not [c for c in run.systemctl_changes() if "sidekiq.service" in c]
+
+
+def test_no_second_adoption_while_the_first_drains(host, existing_values) -> None:
+    serving_a(host)
+    adopting(host, "sidekiq.service", "active")
+    slot(host, "sidekiq-adopted-drain-0.service", "active")
+    run = run_ctl(host, stage_values(existing_values, sidekiq={"adopt": ["sidekiq.service"]}), "restart")
+    assert run.returncode == 0, run.stderr
+    assert "systemctl kill --kill-whom=main -s TSTP sidekiq.service" not in run.calls
+
+
+def test_a_user_unit_is_adopted_through_deploys_manager_as_deploy(host, existing_values) -> None:
+    name = "example_sidekiq_staging.service"
+    unit = f"{USER_UNITS}/{name}"
+    serving_a(host)
+    host.seed(unit, "[Service]\nExecStart=bundle exec sidekiq\n")
+    adopting(host, name, "inactive", prefix="--user ")
+    host.on("systemctl", f"--user show -p FragmentPath --value {name}", f"echo {unit}")
+    run = run_ctl(host, stage_values(existing_values, sidekiq={"adopt": [name]}), "restart")
+    assert run.returncode == 0, run.stderr
+    assert host.file(f"{SAVED}/{name}") == "[Service]\nExecStart=bundle exec sidekiq\n"
+    assert host.file(unit) is None
+    assert f"{RUNUSER} systemctl --user disable --quiet {name}" in run.calls
+    assert f"{RUNUSER} cat -- {unit}" in run.calls
+    assert f"{RUNUSER} rm -f -- {unit}" in run.calls
+    # Root never touched the file in deploy's home: only deploy's own processes did.
+    touching = [
+        uid
+        for call, uid in zip(run.calls, run.uids, strict=True)
+        if unit in call and not call.startswith("runuser")
+    ]
+    assert set(touching) == {DEPLOY_UID}
+
+
+def test_drain_adopted_waits_for_the_quiet_then_stops_and_puts_the_unit_away(host, existing_values) -> None:
+    host.seed(SEED, "[Service]\n")
+    adopting(host, "sidekiq.service", "active", "active", "inactive")
+    host.on("systemctl", "show -p MainPID --value sidekiq.service", "echo 97")
+    host.on("ps", "-o args= -p 97", title(2), title(0))
+    host.on("systemctl", "show -p FragmentPath --value sidekiq.service", f"echo {SEED}")
+    run = run_ctl(
+        host,
+        stage_values(existing_values, sidekiq={"adopt": ["sidekiq.service"]}),
+        "drain-adopted",
+        "sidekiq.service",
+    )
+    assert run.returncode == 0, run.stderr
+    assert f"{SAY}adopted sidekiq.service: sidekiq.service is quiet with 0 busy; stopping it\n" in run.stdout
+    assert before(run, "systemctl stop sidekiq.service", f"rm -f -- {SEED}")
+    assert host.file(f"{SAVED}/sidekiq.service") == "[Service]\n"
+    assert run.ran("flock") == []
+
+
+def test_drain_adopted_takes_only_a_unit_of_sidekiq_adopt(host, existing_values) -> None:
+    run = run_ctl(
+        host,
+        stage_values(existing_values, sidekiq={"adopt": ["sidekiq.service"]}),
+        "drain-adopted",
+        "ssh.service",
+    )
+    assert run.returncode == 2
+    assert "drain-adopted: ssh.service is not in sidekiq.adopt" in run.stderr
+    assert run.calls == []

@@ -19,6 +19,7 @@ def test_unit_names_of_a_group() -> None:
     assert layout.drain_unit("jobs", "low", "a") == "jobs-low-drain-a.service"
     assert layout.first_release_unit("jobs", "path") == "jobs-first-release.path"
     assert layout.first_release_unit("jobs", "service") == "jobs-first-release.service"
+    assert layout.ADOPTED_DRAIN_UNIT.format(group="jobs", index=2) == "jobs-adopted-drain-2.service"
     assert layout.SLOTS == ("a", "b")
 
 
@@ -63,6 +64,7 @@ def test_system_scope_paths(existing_values) -> None:
     assert layout.lock_file(stage) == "/run/sidekiq-fleet/jobs.lock"
     assert layout.sudoers_path(stage) == "/etc/sudoers.d/sidekiq-fleet-jobs"
     assert layout.control_path(stage) == "/usr/local/sbin/jobsctl"
+    assert layout.adopted_sudoers_dir(stage) == "/var/lib/sidekiq-fleet/jobs/adopted/sudoers"
 
 
 def test_user_scope_paths_are_in_the_users_home(existing_values) -> None:
@@ -76,3 +78,4 @@ def test_user_scope_paths_are_in_the_users_home(existing_values) -> None:
     # Root's, in both scopes.
     assert layout.staging_dir(stage) == "/var/lib/sidekiq-fleet/staging/jobs"
     assert layout.control_path(stage) == "/usr/local/sbin/jobsctl"
+    assert layout.adopted_sudoers_dir(stage) == "/var/lib/sidekiq-fleet/jobs/adopted/sudoers"

@@ -786,3 +786,59 @@ def test_the_stages_identity_file_comes_from_the_outputs(configured, expected):
     fleet = fleet_from_outputs("staging", outputs(opsIdentityFile=configured))
     assert fleet.identity_file == configured
     assert cli._stage_identity(fleet, Path("/srv/project")) == expected
+
+
+WARNING_LINE = (
+    "warning /etc/sudoers.d/deploy-systemctl: deploy ALL=(ALL) NOPASSWD: /usr/bin/systemctl gives deploy root"
+)
+
+
+def test_parse_sums_skips_the_warnings_that_host_warnings_reads() -> None:
+    from ops import check
+
+    digest = "0123456789abcdef" * 4
+    stdout = f"{digest} /etc/x\n{WARNING_LINE}\nprocess=default slot=a\n"
+    assert check.parse_sums(stdout) == {"/etc/x": digest}
+    assert check.host_warnings(stdout) == [WARNING_LINE.replace("warning ", "warning: ", 1)]
+    assert check.host_warnings(f"{digest} /etc/warning x\n") == []
+
+
+def test_check_shows_warnings_without_failing_and_repairs_only_the_drifted_hosts(
+    fleet, existing_values, monkeypatch
+) -> None:
+    import argparse
+
+    from components.render import render_files
+    from ops import check
+    from tests.conftest import stage_from
+
+    stage = stage_from(existing_values)
+    installed = "".join(
+        f"{digest} {path}\n" for path, digest in check.expected_sums(render_files(stage)).items()
+    )
+    status = DOC_LINE + "\n"
+    answers = {
+        "web1": f"{installed}{WARNING_LINE}\n{status}",
+        "web2": f"{WARNING_LINE}\n{status}",  # nothing installed: drift
+    }
+
+    async def run_many(targets, command_for, options, progress=None):
+        return [ssh.Result(t.name, ok=True, exit_status=0, stdout=answers[t.name]) for t in targets]
+
+    repaired: list[dict[str, list[str]]] = []
+    monkeypatch.setattr(cli.ssh, "run_many", run_many)
+    monkeypatch.setattr(cli, "repair", lambda stage_name, project, drift: repaired.append(drift))
+
+    async def stage_to_check(args, name):
+        return stage
+
+    monkeypatch.setattr(cli, "_stage_to_check", stage_to_check)
+    targets = [cli._target(fleet, host) for host in fleet.hosts]
+    args = argparse.Namespace(repair=True, outputs=None, json=False, project=Path(cli.PROJECT_DIR))
+    assert asyncio.run(cli.run_check(args, fleet, targets, ssh.Options())) == 1
+    (drift,) = repaired
+    assert list(drift) == ["web2"], "a host with warnings only is not repaired"
+    assert drift["web2"][-1] == WARNING_LINE.replace("warning ", "warning: ", 1)
+    results, shown = asyncio.run(cli._check_once(fleet, targets, ssh.Options(), stage, Path(cli.PROJECT_DIR)))
+    assert [result.ok for result in results] == [True, False]
+    assert shown["web1"] == [WARNING_LINE.replace("warning ", "warning: ", 1)]

@@ -144,6 +144,19 @@ def test_files_for_system_scope_have_root_owners_and_modes(existing_values) -> N
     assert by_path["/usr/local/sbin/sidekiqctl"] == render_control(stage_from(existing_values))
 
 
+def test_the_control_script_knows_the_units_to_adopt_and_where_the_app_lives(existing_values) -> None:
+    existing_values["sidekiq"] = {
+        "unitName": "jobs",
+        "appDir": "/srv/shop/current",
+        "adopt": ["sidekiq.service", "shop_sidekiq_staging.low.service"],
+    }
+    lines = render_control(stage_from(existing_values)).splitlines()
+    assert "adopt=( sidekiq.service shop_sidekiq_staging.low.service )" in lines
+    assert "app_root=/srv/shop" in lines
+    assert 'adopted_drain_unit() { printf jobs-adopted-drain-%s.service "$1"; }' in lines
+    assert "adopt=( )" in render_control(stage_from({**existing_values, "sidekiq": {}})).splitlines()
+
+
 def test_env_file_quotes_values_for_systemd() -> None:
     text = render_env_file({"B": 'say "hi" \\ $(id) `x`', "A": "plain value"})
     lines = [line for line in text.splitlines() if not line.startswith("#")]

@@ -21,7 +21,7 @@ from components import scripts
 from components.config import Stage
 from components.render import render_files
 from tests.conftest import stage_from
-from tests.fakehost import ADMIN_UID, DEPLOY_UID, FakeHost, Run
+from tests.fakehost import ADMIN_UID, DEPLOY_UID, FakeHost, Run, unit_block
 
 HOSTILE = [
     "two words",
@@ -54,6 +54,7 @@ ALL_FILES = {
 TARGET_NEW = "/etc/systemd/system/.sidekiq.target.sidekiq-fleet-new"
 TEMPLATE_NEW = "/etc/systemd/system/.sidekiq-default@.service.sidekiq-fleet-new"
 ENV_NEW = "/etc/sidekiq-fleet/.sidekiq.env.sidekiq-fleet-new"
+SUDOERS_NEW = "/etc/sudoers.d/.sidekiq-fleet-sidekiq.sidekiq-fleet-new"
 STAGED = "/var/lib/sidekiq-fleet/staging/sidekiq"
 WORK = "/run/sidekiq-fleet-install.test"  # FakeHost's mktemp -d answer
 SAY = "sidekiq-fleet: sidekiq on host web1: "
@@ -301,6 +302,140 @@ def test_a_sudoers_that_does_not_include_the_drop_in_directory_is_named(
     assert run.returncode == 0, run.stderr
     note = f"{SAY}note: /etc/sudoers does not include /etc/sudoers.d, so sudo will not read the drop-in"
     assert note in run.stdout.splitlines()
+
+
+# --- another tool's Sidekiq and broad sudoers lines (issue 18) ------------------------------------
+
+NO_USER_MANAGER = ("systemctl", f"is-active --quiet user@{DEPLOY_UID}.service", "exit 3")
+# The seed's unit, serving the app of the default stage.
+SEED_UNIT = unit_block(
+    "sidekiq.service",
+    WorkingDirectory="/var/www/example/staging/current",
+    ExecStart="{ argv[]=/bin/bash -lc exec bundle exec sidekiq -e staging ; }",
+)
+BROAD = "/etc/sudoers.d/deploy-systemctl"
+ADOPTED_SUDOERS = "/var/lib/sidekiq-fleet/sidekiq/adopted/sudoers"
+
+
+def test_an_unadopted_sidekiq_of_the_app_stops_the_install_before_anything_changes(
+    host: FakeHost, with_env: Stage
+) -> None:
+    staged(host, with_env)
+    seed_old(host)
+    host.on(*NO_USER_MANAGER)
+    host.lists_units(SEED_UNIT)
+    run = host.run(scripts.install(with_env, render_files(with_env), "web1"))
+    assert_nothing_installed(host, run, OLD_FILES)
+    assert run.stderr == (
+        f"{SAY}FAILED: sidekiq.service (system unit, enabled, active, /etc/systemd/system/sidekiq.service) "
+        "runs Sidekiq for /var/www/example/staging beside this group's slots, so two Sidekiqs would "
+        "fetch and a stop would not stop; expected sidekiq-fleet:sidekiq.adopt to list sidekiq.service "
+        "(taken over with no gap), or stop and disable it; nothing installed\n"
+    )
+
+
+def test_the_install_goes_on_past_an_adopted_unit_and_warns_of_a_broad_sudoers_line(
+    host: FakeHost, existing_values
+) -> None:
+    existing_values["sidekiq"] = {"adopt": ["sidekiq.service"]}
+    stage = stage_from(existing_values)
+    staged(host, stage)
+    host.on(*NO_USER_MANAGER)
+    host.lists_units(SEED_UNIT)
+    host.seed(BROAD, "deploy ALL=(ALL) NOPASSWD: /usr/bin/systemctl\n", 0o440)
+    run = host.run(scripts.install(stage, render_files(stage), "web1"))
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[0] == (
+        f"{SAY}WARNING: {BROAD}: deploy ALL=(ALL) NOPASSWD: /usr/bin/systemctl gives deploy root through "
+        "any unit; expected sidekiq-fleet:sidekiq.adoptSudoers to name the file, which this group's drop-in "
+        "replaces"
+    )
+    assert host.file(BROAD) is not None, "only sidekiq.adoptSudoers removes it"
+
+
+def adopting_sudoers(existing_values, scope: str = "system") -> Stage:
+    existing_values["sidekiq"] = {"adoptSudoers": ["deploy-systemctl"], "scope": scope}
+    return stage_from(existing_values)
+
+
+def test_adopt_sudoers_checks_the_configuration_without_the_file_then_moves_it_away(
+    host: FakeHost, existing_values
+) -> None:
+    stage = adopting_sudoers(existing_values)
+    staged(host, stage)
+    host.on(*NO_USER_MANAGER)
+    host.seed(BROAD, "deploy ALL=(ALL) NOPASSWD: /usr/bin/systemctl\n", 0o440)
+    host.seed("/etc/sudoers.d/other-team", "alice ALL=(ALL) ALL\n", 0o440)
+    host.on("visudo", "-cf */sudoers", 'ls "${2%/*}/sudoers.d" >"$FAKE_DIR/checked"')
+    run = host.run(f"export SUDO_USER=admin\n{scripts.install(stage, render_files(stage), 'web1')}")
+    assert run.returncode == 0, run.stderr
+    checked = set((host.fake_dir / "checked").read_text().split())
+    assert "deploy-systemctl" not in checked
+    assert {"other-team", "sidekiq-fleet-sidekiq"} <= checked
+    assert host.file(BROAD) is None
+    assert (
+        host.file(f"{ADOPTED_SUDOERS}/deploy-systemctl") == "deploy ALL=(ALL) NOPASSWD: /usr/bin/systemctl\n"
+    )
+    assert host.mode_owner(ADOPTED_SUDOERS) == ("0o700", 0, 0)
+    assert (
+        f"{SAY}removed {BROAD} (sidekiq.adoptSudoers); a copy is in {ADOPTED_SUDOERS}"
+        in run.stdout.splitlines()
+    )
+    # The drop-in is in place before the broad line goes: deploy is never left without its verbs.
+    assert run.position(f"mv -f {SUDOERS_NEW} {SUDOERS}") < run.position(
+        f"mv -f -- {BROAD} {ADOPTED_SUDOERS}/deploy-systemctl"
+    )
+    assert run.position(f"mv -f -- {BROAD} {ADOPTED_SUDOERS}/deploy-systemctl") < run.position(
+        "runuser -u admin -- sudo -n true"
+    )
+
+
+def test_adopt_sudoers_puts_the_file_back_when_the_login_would_lose_its_sudo(
+    host: FakeHost, existing_values
+) -> None:
+    stage = adopting_sudoers(existing_values)
+    staged(host, stage)
+    host.on(*NO_USER_MANAGER)
+    host.on("sudo", "-n true", "exit 1")
+    host.seed(BROAD, "admin ALL=(ALL) NOPASSWD: ALL\n", 0o440)
+    run = host.run(f"export SUDO_USER=admin\n{scripts.install(stage, render_files(stage), 'web1')}")
+    assert run.returncode == 1
+    assert host.file(BROAD) == "admin ALL=(ALL) NOPASSWD: ALL\n"
+    assert host.file(f"{ADOPTED_SUDOERS}/deploy-systemctl") is None
+    assert run.stderr == (
+        f"{SAY}FAILED: sidekiq-fleet:sidekiq.adoptSudoers: without deploy-systemctl, admin has no "
+        "passwordless sudo, which pulumi up needs; put them back; expected only files that the "
+        "provisioning user does not need\n"
+    )
+
+
+def test_adopt_sudoers_that_fails_visudo_without_the_file_removes_nothing(
+    host: FakeHost, existing_values
+) -> None:
+    """User scope has no drop-in of its own: the configuration is still checked without the file."""
+    stage = adopting_sudoers(existing_values, scope="user")
+    staged(host, stage)
+    host.on(*NO_USER_MANAGER)
+    host.seed(BROAD, "deploy ALL=(ALL) NOPASSWD: /usr/bin/systemctl\n", 0o440)
+    host.on("visudo", "-cf */sudoers", "echo 'parse error' >&2; exit 1")
+    run = host.run(scripts.install(stage, render_files(stage), "web1"))
+    assert run.returncode == 1
+    assert host.file(BROAD) is not None
+    assert host.changes() == set()
+    assert run.stderr == (
+        f"{SAY}FAILED: the sudoers configuration with sidekiq.adoptSudoers' files removed failed visudo -c, "
+        "nothing installed: parse error\n"
+    )
+
+
+def test_adopt_sudoers_of_a_file_that_is_gone_says_nothing(host: FakeHost, existing_values) -> None:
+    stage = adopting_sudoers(existing_values)
+    staged(host, stage)
+    host.on(*NO_USER_MANAGER)
+    run = host.run(f"export SUDO_USER=admin\n{scripts.install(stage, render_files(stage), 'web1')}")
+    assert run.returncode == 0, run.stderr
+    assert "adoptSudoers" not in run.stdout
+    assert "runuser -u admin -- sudo -n true" not in run.calls
 
 
 def test_a_control_script_that_fails_bash_n_installs_nothing(host: FakeHost, with_env: Stage) -> None:
@@ -705,6 +840,22 @@ def test_uninstall_removes_the_staging_and_state_directories_once_empty(
         "/var/lib/sidekiq-fleet",
     ]:
         assert host.removed(path), path
+
+
+def test_uninstall_keeps_the_copies_of_what_sidekiq_adopt_took_over(host: FakeHost, staging: Stage) -> None:
+    """pulumi destroy does not bring adopted units back; the README restores them from these copies."""
+    installed(host, staging)
+    host.seed("/var/lib/sidekiq-fleet/sidekiq/adopted/sidekiq.service", "[Service]\n")
+    host.seed(f"{ADOPTED_SUDOERS}/deploy-systemctl", "deploy ALL=(ALL) NOPASSWD: /usr/bin/systemctl\n")
+    run = host.run(scripts.uninstall(staging, render_files(staging), "web1"))
+    assert run.returncode == 0, run.stderr
+    assert host.file(VERSION) is None
+    assert host.file("/var/lib/sidekiq-fleet/sidekiq/adopted/sidekiq.service") == "[Service]\n"
+    assert host.file(f"{ADOPTED_SUDOERS}/deploy-systemctl") is not None
+    assert (
+        f"{SAY}kept /var/lib/sidekiq-fleet/sidekiq/adopted: the units sidekiq.adopt took over "
+        "(README: Migrating from capistrano-sidekiq)\n"
+    ) in run.stdout
 
 
 def test_a_legacy_unit_that_is_not_ours_is_left_alone(host: FakeHost, staging: Stage) -> None:
