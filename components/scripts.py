@@ -340,7 +340,7 @@ def install(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
     if sidekiq.adopt_sudoers and not any(file.role == "sudoers" for file in files):
         body += _check_whole_sudoers(None, sidekiq.adopt_sudoers)
     body += _verify_units(files, copies, control)
-    body += _refuse_foreign_units(control)
+    body += _refuse_foreign_units(stage, control)
     # sidekiq.authorizedKeys: checked by ssh-keygen like the files, before anything is installed. One key
     # at a time: on a file of several, ssh-keygen -l skips a bad line and still exits 0.
     keys = sidekiq.authorized_keys
@@ -421,14 +421,20 @@ def install(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
     return as_root("\n".join(body))
 
 
-def _refuse_foreign_units(control: str) -> list[str]:
+def _refuse_foreign_units(stage: Stage, control: str) -> list[str]:
     """The staged control script's `foreign`: another tool's Sidekiq units of this app that
-    sidekiq.adopt does not name stop the install before anything changes; broad sudoers lines warn."""
+    sidekiq.adopt does not name stop the install before anything changes; broad sudoers lines warn,
+    but for the files sidekiq.adoptSudoers is about to remove."""
     staged = f'"$work"/{q(posixpath.basename(control))}'
+    removing = [f"warning {SUDOERS_DIR}/{name}: " for name in stage.config.sidekiq.adopt_sudoers]
+    warnings = "sed -n 's/^warning //p' <<<\"$found\""
+    if removing:
+        patterns = " ".join(f"-e {q(prefix)}" for prefix in removing)
+        warnings = f"grep -v -F {patterns} <<<\"$found\" | sed -n 's/^warning //p'"
     return [
         f'found=$(SIDEKIQ_FLEET_HOST="$host" bash {staged} foreign) || '
         'die "could not look for other Sidekiq units, nothing installed: $found"',
-        'while IFS= read -r line; do say "WARNING: $line"; done < <(sed -n \'s/^warning //p\' <<<"$found")',
+        f'while IFS= read -r line; do say "WARNING: $line"; done < <({warnings})',
         "refused=$(sed -n 's/^refuse //p' <<<\"$found\")",
         '[ -z "$refused" ] || die "$refused; nothing installed"',
     ]

@@ -833,11 +833,14 @@ def test_check_shows_warnings_without_failing_and_repairs_only_the_drifted_hosts
         return stage
 
     monkeypatch.setattr(cli, "_stage_to_check", stage_to_check)
+    reports: list[dict[str, list[str]]] = []
+    monkeypatch.setattr(cli, "report", lambda *args, drift, **kwargs: reports.append(drift) or 1)
     targets = [cli._target(fleet, host) for host in fleet.hosts]
     args = argparse.Namespace(repair=True, outputs=None, json=False, project=Path(cli.PROJECT_DIR))
     assert asyncio.run(cli.run_check(args, fleet, targets, ssh.Options())) == 1
     (drift,) = repaired
     assert list(drift) == ["web2"], "a host with warnings only is not repaired"
+    assert list(reports[-1]) == ["web1", "web2"], "both hosts' warnings are shown"
     assert drift["web2"][-1] == WARNING_LINE.replace("warning ", "warning: ", 1)
     results, shown = asyncio.run(cli._check_once(fleet, targets, ssh.Options(), stage, Path(cli.PROJECT_DIR)))
     assert [result.ok for result in results] == [True, False]

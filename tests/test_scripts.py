@@ -365,10 +365,15 @@ def test_adopt_sudoers_checks_the_configuration_without_the_file_then_moves_it_a
     staged(host, stage)
     host.on(*NO_USER_MANAGER)
     host.seed(BROAD, "deploy ALL=(ALL) NOPASSWD: /usr/bin/systemctl\n", 0o440)
-    host.seed("/etc/sudoers.d/other-team", "alice ALL=(ALL) ALL\n", 0o440)
+    host.seed("/etc/sudoers.d/other-team", "deploy ALL=(ALL) ALL\n", 0o440)
     host.on("visudo", "-cf */sudoers", 'ls "${2%/*}/sudoers.d" >"$FAKE_DIR/checked"')
     run = host.run(f"export SUDO_USER=admin\n{scripts.install(stage, render_files(stage), 'web1')}")
     assert run.returncode == 0, run.stderr
+    warned = [line for line in run.stdout.splitlines() if "WARNING" in line]
+    assert warned == [
+        f"{SAY}WARNING: /etc/sudoers.d/other-team: deploy ALL=(ALL) ALL gives deploy root through any unit; "
+        "expected sidekiq-fleet:sidekiq.adoptSudoers to name the file, which this group's drop-in replaces"
+    ], "the file it removes is not warned of, another one is"
     checked = set((host.fake_dir / "checked").read_text().split())
     assert "deploy-systemctl" not in checked
     assert {"other-team", "sidekiq-fleet-sidekiq"} <= checked

@@ -17,6 +17,7 @@ from tests.pulumi_project import PulumiProject, bench_rollout
 
 pytestmark = pytest.mark.e2e
 
+DISTROS = ("bookworm", "trixie")
 HOST_COUNT = 2
 APP = "/var/www/example/local"
 SAVED = "/var/lib/sidekiq-fleet/sidekiq/adopted"

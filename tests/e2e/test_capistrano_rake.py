@@ -1,6 +1,7 @@
-"""contrib/capistrano/sidekiq_fleet.rake on a host deployed by the real program: Capistrano (Debian's
-cap and net-ssh) logs in as deploy and runs the control script through its sudoers drop-in, as a
-Capistrano deploy would after this project replaced capistrano-sidekiq."""
+"""The way off capistrano-sidekiq, end to end with Debian's cap and net-ssh: `sidekiq-fleet import` reads
+the Capistrano project of a host that runs capistrano-sidekiq's user unit, and `pulumi up` with the
+written stack file adopts that unit under load; then contrib/capistrano/sidekiq_fleet.rake logs in as
+deploy and runs the control script through its sudoers drop-in, as a Capistrano deploy would."""
 
 from __future__ import annotations
 
@@ -8,13 +9,17 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 import localhosts
 from ops import control
-from tests.pulumi_project import PROJECT_DIR, PulumiProject
+from tests.e2e.conftest import wait_until
+from tests.e2e.test_adopt import CAP_UNIT, REDIS_URL, SAVED, seed_capistrano_user_unit, sidekiq_count
+from tests.pulumi_project import PROJECT_DIR, STACK, PulumiProject, bench_rollout
 
 pytestmark = pytest.mark.e2e
 
@@ -26,6 +31,19 @@ CONTROL = "/usr/local/sbin/sidekiqctl"
 def deployed(project: PulumiProject, hosts: localhosts.Fleet) -> PulumiProject:
     project.up()
     return project
+
+
+def assert_clean_trial(trial) -> None:
+    """bench/rollout.py's measures of a switch under load: nothing lost or run twice, and the gap within
+    the ambient spacing of job starts, with a push slot of slack for a loaded machine."""
+    for run in trial.hosts:
+        assert run.pushed >= 50, run
+        assert run.lost == [], run
+        assert run.twice == {}, run
+        assert run.old_pids, run
+        assert run.new_pids, run
+        assert run.gap is not None, run
+        assert run.gap <= max(run.ambient or 0, 0.05) + 0.1, run
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +60,7 @@ def cap_project(tmp_path_factory: pytest.TempPathFactory, hosts: localhosts.Flee
     ruby = json.dumps  # a JSON string of a path is a Ruby string literal too
     (directory / "config" / "deploy" / "local.rb").write_text(
         f'server {ruby(host.address)}, user: "deploy", port: {host.port}, roles: %w[sidekiq]\n'
+        'set :deploy_to, "/var/www/example/local"\n'
         "set :ssh_options, {\n"
         f"  keys: [{ruby(str(host.private_key_path))}], keys_only: true, config: false,\n"
         f"  user_known_hosts_file: {ruby(str(host.known_hosts_path))},\n"
@@ -69,6 +88,44 @@ def serving(host: localhosts.Host) -> tuple[str, int]:
     return record["slot"], record["pid"]
 
 
+def test_import_writes_a_stack_that_adopts_capistrano_sidekiqs_unit_with_no_gap(
+    project: PulumiProject, hosts: localhosts.Fleet, cap_project: Path
+) -> None:
+    (host,) = hosts
+    seed_capistrano_user_unit(host)
+    wait_until(lambda: sidekiq_count(host) == 1, 60, "capistrano-sidekiq's Sidekiq to run")
+    stack_file = project.directory / f"Pulumi.{STACK}.yaml"
+    salt = yaml.safe_load(stack_file.read_text()).get("encryptionsalt")
+    imported = subprocess.run(
+        [sys.executable, "-m", "ops", "--project", str(project.directory), "import", "--capistrano",
+         str(cap_project), "--stage", STACK, "--known-hosts", str(host.known_hosts_path), "--force"],
+        capture_output=True, text=True, timeout=300, cwd=PROJECT_DIR,
+    )  # fmt: skip
+    assert imported.returncode == 0, imported.stderr
+    written = yaml.safe_load(stack_file.read_text())
+    assert written["config"]["sidekiq-fleet:sidekiq"]["adopt"] == [CAP_UNIT]
+    assert written["config"]["sidekiq-fleet:sidekiq"]["appDir"] == "/var/www/example/local/current"
+    assert "pulumi config set --secret --path ssh.privateKey" in imported.stderr
+    # What import says is left to do: the stack's own salt (stack init wrote it), the provisioning login
+    # with passwordless sudo and its key, and the env capistrano-sidekiq's unit had.
+    if salt:
+        stack_file.write_text(stack_file.read_text() + yaml.safe_dump({"encryptionsalt": salt}))
+    project.config_set("ssh.user", "admin")
+    project.config_set("ssh.privateKeyFile", str(host.private_key_path))
+    project.config_set("env.REDIS_URL", REDIS_URL, secret=True)
+
+    def up() -> tuple[float, str]:
+        run = project.up()
+        return run.seconds, run.output
+
+    trial = bench_rollout().Bench([host], project, rate=20, job_seconds=0.1).trial("import", 1, up)
+    print(f"import and adopt: {trial.hosts}")
+    assert f"adopting {CAP_UNIT}: sent TSTP to its main process" in trial.output
+    assert_clean_trial(trial)
+    assert host.exec(f"test -e {SAVED}/{CAP_UNIT}").returncode == 0
+    assert sidekiq_count(host) == 1
+
+
 def test_cap_status_shows_each_slot(deployed, hosts, cap_project) -> None:
     (host,) = hosts
     slot, pid = serving(host)
@@ -86,7 +143,14 @@ def test_cap_status_shows_each_slot(deployed, hosts, cap_project) -> None:
 def test_cap_restart_moves_sidekiq_to_the_other_slot(deployed, hosts, cap_project) -> None:
     (host,) = hosts
     old_slot, old_pid = serving(host)
-    cap(cap_project, "sidekiq:restart")
+
+    def restart() -> tuple[float, str]:
+        result = cap(cap_project, "sidekiq:restart")
+        return 0.0, result.stdout + result.stderr
+
+    trial = bench_rollout().Bench([host], deployed, rate=20, job_seconds=0.1).trial("cap", 1, restart)
+    print(f"cap sidekiq:restart: {trial.hosts}")
     new_slot, new_pid = serving(host)
     assert new_slot == {"a": "b", "b": "a"}[old_slot]
     assert new_pid not in (None, old_pid)
+    assert_clean_trial(trial)
