@@ -1000,7 +1000,7 @@ def test_foreign_leaves_out_adopted_units_and_sidekiq_fleets_own(host, existing_
     host.seed(f"{UNITS}/other.service", "# sidekiq-fleet group: sidekiq-eu\n[Service]\n")
     host.seed(SEED, MANAGED + "[Service]\n")  # this group's legacy unit
     host.lists_units(
-        {**SEED_RUNNING, "Id": "adopted.service"},
+        {**SEED_RUNNING, "Id": "adopted.service", "FragmentPath": f"{UNITS}/adopted.service"},
         {**SEED_RUNNING, "Id": "other.service", "FragmentPath": f"{UNITS}/other.service"},
         SEED_RUNNING,
     )

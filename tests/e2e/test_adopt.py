@@ -13,6 +13,7 @@ import pytest
 import localhosts
 from tests.e2e.conftest import wait_until
 from tests.e2e.test_local_stage import sh
+from tests.e2e.test_ops_verbs import fleet
 from tests.pulumi_project import PulumiProject, bench_rollout
 
 pytestmark = pytest.mark.e2e
@@ -171,6 +172,27 @@ def test_adopting_moves_both_kinds_of_host_onto_the_slots_with_no_gap(
     project.config_set("appVersion", "local-2")
     again = project.up()
     assert "adopt" not in again.output.replace("sidekiq.adopt", "")
+
+
+def test_check_warns_of_a_broad_sudoers_line_without_failing(
+    project: PulumiProject, hosts: localhosts.Fleet
+) -> None:
+    """A line someone adds after the migration shows in `sidekiq-fleet check`, as in `up`."""
+    seed_host = hosts[0]
+    seed_host.exec(
+        "printf 'deploy ALL=(root) NOPASSWD: ALL\\n' >/etc/sudoers.d/late && chmod 0440 /etc/sudoers.d/late",
+        check=True,
+    )
+    try:
+        result = fleet(project, hosts, "check")
+    finally:
+        seed_host.exec("rm -f /etc/sudoers.d/late", check=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (
+        "warning: /etc/sudoers.d/late: deploy ALL=(root) NOPASSWD: ALL gives deploy root through any unit"
+        in result.stdout
+    )
+    assert "check local: 2 of 2 hosts ok" in result.stdout
 
 
 def test_after_a_reboot_exactly_one_sidekiq_runs_per_process(hosts: localhosts.Fleet) -> None:
