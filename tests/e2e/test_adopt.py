@@ -91,7 +91,9 @@ def seed_system_unit(host: localhosts.Host) -> None:
 
 
 def seed_capistrano_user_unit(host: localhosts.Host) -> None:
-    sh(host, "loginctl enable-linger deploy")
+    # Over ssh, as capistrano-sidekiq does it: logind 257 refuses a caller nsenter put in the host
+    # ("Protocol driver not attached").
+    host.ssh("sudo -n loginctl enable-linger deploy", user="admin", check=True)
     wait_until(lambda: host.exec("systemctl is-active --quiet user@$(id -u deploy).service").returncode == 0,
                30, "deploy's user manager")  # fmt: skip
     sh(host, f"mkdir -p {APP}/shared/log", user="deploy")

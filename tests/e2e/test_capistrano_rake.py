@@ -33,6 +33,13 @@ def deployed(project: PulumiProject, hosts: localhosts.Fleet) -> PulumiProject:
     return project
 
 
+@pytest.fixture(scope="module")
+def load(project: PulumiProject, hosts: localhosts.Fleet) -> object:
+    """bench/rollout.py's steady load and measures, one for the module: each trial's jobs get their own
+    prefix, so jobs.log never holds two trials' jobs under one id."""
+    return bench_rollout().Bench(list(hosts), project, rate=20, job_seconds=0.1)
+
+
 def assert_clean_trial(trial) -> None:
     """bench/rollout.py's measures of a switch under load: nothing lost or run twice, and the gap within
     the ambient spacing of job starts, with a push slot of slack for a loaded machine."""
@@ -89,7 +96,7 @@ def serving(host: localhosts.Host) -> tuple[str, int]:
 
 
 def test_import_writes_a_stack_that_adopts_capistrano_sidekiqs_unit_with_no_gap(
-    project: PulumiProject, hosts: localhosts.Fleet, cap_project: Path
+    project: PulumiProject, hosts: localhosts.Fleet, cap_project: Path, load
 ) -> None:
     (host,) = hosts
     seed_capistrano_user_unit(host)
@@ -118,7 +125,7 @@ def test_import_writes_a_stack_that_adopts_capistrano_sidekiqs_unit_with_no_gap(
         run = project.up()
         return run.seconds, run.output
 
-    trial = bench_rollout().Bench([host], project, rate=20, job_seconds=0.1).trial("import", 1, up)
+    trial = load.trial("import", 1, up)
     print(f"import and adopt: {trial.hosts}")
     assert f"adopting {CAP_UNIT}: sent TSTP to its main process" in trial.output
     assert_clean_trial(trial)
@@ -140,7 +147,7 @@ def test_cap_status_shows_each_slot(deployed, hosts, cap_project) -> None:
     ]
 
 
-def test_cap_restart_moves_sidekiq_to_the_other_slot(deployed, hosts, cap_project) -> None:
+def test_cap_restart_moves_sidekiq_to_the_other_slot(deployed, hosts, cap_project, load) -> None:
     (host,) = hosts
     old_slot, old_pid = serving(host)
 
@@ -148,7 +155,7 @@ def test_cap_restart_moves_sidekiq_to_the_other_slot(deployed, hosts, cap_projec
         result = cap(cap_project, "sidekiq:restart")
         return 0.0, result.stdout + result.stderr
 
-    trial = bench_rollout().Bench([host], deployed, rate=20, job_seconds=0.1).trial("cap", 1, restart)
+    trial = load.trial("cap", 1, restart)
     print(f"cap sidekiq:restart: {trial.hosts}")
     new_slot, new_pid = serving(host)
     assert new_slot == {"a": "b", "b": "a"}[old_slot]
