@@ -1241,3 +1241,58 @@ def test_drain_adopted_takes_only_a_unit_of_sidekiq_adopt(host, existing_values)
     assert run.returncode == 2
     assert "drain-adopted: ssh.service is not in sidekiq.adopt" in run.stderr
     assert run.calls == []
+
+
+CAP_NAME = "example_sidekiq_staging.service"
+CAP_FILE = f"{USER_UNITS}/{CAP_NAME}"
+CAP_TEXT = (
+    f"[Service]\nType=notify\nWorkingDirectory={APP}\nExecStart=/usr/bin/bundle exec sidekiq -e staging\n"
+)
+
+
+def resting_manager_with(host: FakeHost, name: str, text: str) -> None:
+    """deploy's manager does not run (no lingering, no session); its unit file is enabled there."""
+    host.on(*NO_USER_MANAGER)
+    host.lists_units()
+    host.seed(f"{USER_UNITS}/{name}", text)
+    link = f"{USER_UNITS}/default.target.wants/{name}"
+    host.seed(link, "")
+    host.symlink(link, f"{USER_UNITS}/{name}")
+
+
+def test_foreign_reads_the_enabled_units_of_a_resting_user_manager_as_deploy(host, existing_values) -> None:
+    """They start with deploy's manager, at its next login: a double all the same."""
+    resting_manager_with(host, CAP_NAME, CAP_TEXT)
+    resting_manager_with(host, "sidekiq-low@a.service", "# sidekiq-fleet group: sidekiq\n" + CAP_TEXT)
+    resting_manager_with(
+        host, "puma.service", f"[Service]\nWorkingDirectory={APP}\nExecStart=/usr/bin/puma\n"
+    )
+    run = run_ctl(host, stage_values(existing_values), "foreign")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == [
+        f"refuse {CAP_NAME} (user unit, enabled, starts with deploy's manager at its next login, {CAP_FILE}) "
+        "runs Sidekiq for /home/deploy/www beside this group's slots, so two Sidekiqs would fetch and a stop "
+        f"would not stop; expected sidekiq-fleet:sidekiq.adopt to list {CAP_NAME} (taken over with no gap), "
+        "or stop and disable it"
+    ]
+    assert not [c for c in run.ran("systemctl") if "--user" in c], "no manager to ask"
+    # Root only ever hands deploy's files to deploy's own processes.
+    touching = [call for call in run.calls if USER_UNITS in call]
+    assert touching, run.calls
+    assert all(call.startswith(f"{RUNUSER} ") for call in touching), touching
+
+
+def test_a_unit_of_a_resting_user_manager_is_put_away_as_deploy(host, existing_values) -> None:
+    serving_a(host)
+    resting_manager_with(host, CAP_NAME, CAP_TEXT)
+    host.seed(f"{CAP_FILE}.d/env.conf", "[Service]\nEnvironment=A=1\n")
+    host.on("systemctl", f"show -p LoadState --value {CAP_NAME}", "echo not-found")
+    run = run_ctl(host, stage_values(existing_values, sidekiq={"adopt": [CAP_NAME]}), "restart")
+    assert run.returncode == 0, run.stderr
+    assert host.file(f"{SAVED}/{CAP_NAME}") == CAP_TEXT
+    assert host.file(f"{SAVED}/{CAP_NAME}.d/env.conf") == "[Service]\nEnvironment=A=1\n"
+    assert host.file(CAP_FILE) is None
+    assert host.removed(f"{USER_UNITS}/default.target.wants/{CAP_NAME}"), "still enabled"
+    assert not [c for c in run.ran("systemctl") if "--user" in c]
+    assert not run.ran("systemd-run")[1:], "nothing runs, so nothing drains"
+    assert f"{SAY}adopted {CAP_NAME}: disabled, its files moved to {SAVED}\n" in run.stdout
