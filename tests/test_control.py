@@ -1296,3 +1296,16 @@ def test_a_unit_of_a_resting_user_manager_is_put_away_as_deploy(host, existing_v
     assert not [c for c in run.ran("systemctl") if "--user" in c]
     assert not run.ran("systemd-run")[1:], "nothing runs, so nothing drains"
     assert f"{SAY}adopted {CAP_NAME}: disabled, its files moved to {SAVED}\n" in run.stdout
+
+
+def test_foreign_never_names_this_groups_slots_whatever_their_file_says(host, existing_values) -> None:
+    """A slot keeps running after its file went (deploy moved its unit directory away in user scope)."""
+    host.on(*NO_USER_MANAGER)
+    host.lists_units(
+        {**SEED_RUNNING, "Id": A, "FragmentPath": f"{UNITS}/sidekiq-default@.service"},
+        {**SEED_RUNNING, "Id": "sidekiq-low@b.service", "FragmentPath": f"{UNITS}/sidekiq-low@.service"},
+        {**SEED_RUNNING, "Id": "sidekiq-default@c.service", "FragmentPath": f"{UNITS}/gone.service"},
+    )
+    run = run_ctl(host, stage_values(existing_values), "foreign")
+    assert run.returncode == 0, run.stderr
+    assert [line.split()[1] for line in run.stdout.splitlines()] == ["sidekiq-default@c.service"]
