@@ -432,7 +432,7 @@ def _refuse_foreign_units(stage: Stage, control: str) -> list[str]:
         patterns = " ".join(f"-e {q(prefix)}" for prefix in removing)
         warnings = f"grep -v -F {patterns} <<<\"$found\" | sed -n 's/^warning //p'"
     return [
-        f'found=$(SIDEKIQ_FLEET_HOST="$host" bash {staged} foreign) || '
+        f'found=$(SIDEKIQ_FLEET_HOST="$host" bash {staged} foreign 2>&1) || '
         'die "could not look for other Sidekiq units, nothing installed: $found"',
         f'while IFS= read -r line; do say "WARNING: $line"; done < <({warnings})',
         "refused=$(sed -n 's/^refuse //p' <<<\"$found\")",
@@ -526,6 +526,9 @@ def uninstall(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
         body.append(f"{_as_owner_of(path)}rm -f {_resolve(path)}")
     owner = _as_owner_of(version_dir(stage))
     body += [
+        # The sudoers copies are root's in both scopes; they and the directories above go once empty.
+        f"sudoers_copies={q(adopted_sudoers_dir(stage))}",
+        'rmdir "$sudoers_copies" "${sudoers_copies%/*}" "${sudoers_copies%/*/*}" 2>/dev/null || true',
         f"versions={_resolve(version_dir(stage))}",
         # In a home, the user deletes it; what their links point at is not theirs to delete.
         # Everything but what sidekiq.adopt took over: destroy does not bring it back, but keeps the copies.
@@ -533,8 +536,6 @@ def uninstall(stage: Stage, files: Sequence[RenderedFile], host: str) -> str:
         '2>/dev/null || [ ! -e "$versions" ] || say "note: $versions was left in place"',
         f'{owner}rmdir "$versions" 2>/dev/null || ! {owner}test -d "$versions/adopted" || say "kept '
         '$versions/adopted: the units sidekiq.adopt took over (README: Migrating from capistrano-sidekiq)"',
-        f"sudoers_copies={q(adopted_sudoers_dir(stage))}",
-        'rmdir "$sudoers_copies" "$(dirname "$sudoers_copies")" 2>/dev/null || true',
         f"rm -rf {q(staging_dir(stage))}",
         "# Shared parents go too once empty; other units' files keep them.",  # pragma: no mutate - shell comment  # noqa: E501
         f"rmdir --ignore-fail-on-non-empty {q(STAGING_DIR)} {q(STATE_DIR)} 2>/dev/null || true",

@@ -353,18 +353,21 @@ def test_the_install_goes_on_past_an_adopted_unit_and_warns_of_a_broad_sudoers_l
     assert host.file(BROAD) is not None, "only sidekiq.adoptSudoers removes it"
 
 
-def adopting_sudoers(existing_values, scope: str = "system") -> Stage:
-    existing_values["sidekiq"] = {"adoptSudoers": ["deploy-systemctl"], "scope": scope}
+def adopting_sudoers(
+    existing_values, scope: str = "system", names: tuple[str, ...] = ("deploy-systemctl",)
+) -> Stage:
+    existing_values["sidekiq"] = {"adoptSudoers": list(names), "scope": scope}
     return stage_from(existing_values)
 
 
 def test_adopt_sudoers_checks_the_configuration_without_the_file_then_moves_it_away(
     host: FakeHost, existing_values
 ) -> None:
-    stage = adopting_sudoers(existing_values)
+    stage = adopting_sudoers(existing_values, names=("deploy-systemctl", "deploy-all"))
     staged(host, stage)
     host.on(*NO_USER_MANAGER)
     host.seed(BROAD, "deploy ALL=(ALL) NOPASSWD: /usr/bin/systemctl\n", 0o440)
+    host.seed("/etc/sudoers.d/deploy-all", "deploy ALL=(ALL) ALL\n", 0o440)
     host.seed("/etc/sudoers.d/other-team", "deploy ALL=(ALL) ALL\n", 0o440)
     host.on("visudo", "-cf */sudoers", 'ls "${2%/*}/sudoers.d" >"$FAKE_DIR/checked"')
     run = host.run(f"export SUDO_USER=admin\n{scripts.install(stage, render_files(stage), 'web1')}")
@@ -375,8 +378,9 @@ def test_adopt_sudoers_checks_the_configuration_without_the_file_then_moves_it_a
         "expected sidekiq-fleet:sidekiq.adoptSudoers to name the file, which this group's drop-in replaces"
     ], "the file it removes is not warned of, another one is"
     checked = set((host.fake_dir / "checked").read_text().split())
-    assert "deploy-systemctl" not in checked
+    assert not {"deploy-systemctl", "deploy-all"} & checked
     assert {"other-team", "sidekiq-fleet-sidekiq"} <= checked
+    assert host.file("/etc/sudoers.d/deploy-all") is None
     assert host.file(BROAD) is None
     assert (
         host.file(f"{ADOPTED_SUDOERS}/deploy-systemctl") == "deploy ALL=(ALL) NOPASSWD: /usr/bin/systemctl\n"
@@ -392,6 +396,44 @@ def test_adopt_sudoers_checks_the_configuration_without_the_file_then_moves_it_a
     )
     assert run.position(f"mv -f -- {BROAD} {ADOPTED_SUDOERS}/deploy-systemctl") < run.position(
         "runuser -u admin -- sudo -n true"
+    )
+
+
+def test_adopt_sudoers_never_moves_a_link(host: FakeHost, existing_values) -> None:
+    stage = adopting_sudoers(existing_values)
+    staged(host, stage)
+    host.on(*NO_USER_MANAGER)
+    host.seed("/etc/sudoers.d/real", "alice ALL=(ALL) ALL\n", 0o440)
+    host.seed(BROAD, "")
+    host.symlink(BROAD, "/etc/sudoers.d/real")
+    run = host.run(f"export SUDO_USER=admin\n{scripts.install(stage, render_files(stage), 'web1')}")
+    assert run.returncode == 0, run.stderr
+    assert not host.removed(BROAD)
+    assert host.file(f"{ADOPTED_SUDOERS}/deploy-systemctl") is None
+    assert "adoptSudoers" not in run.stdout
+
+
+def test_adopt_sudoers_in_user_scope_names_what_sudo_would_not_read(host: FakeHost, existing_values) -> None:
+    stage = adopting_sudoers(existing_values, scope="user")
+    staged(host, stage)
+    host.on(*NO_USER_MANAGER)
+    host.seed("/etc/sudoers", "Defaults env_reset\n", 0o440)
+    run = host.run(scripts.install(stage, render_files(stage), "web1"))
+    assert run.returncode == 0, run.stderr
+    assert f"{SAY}note: /etc/sudoers does not include /etc/sudoers.d, so sudo will not read its files" in (
+        run.stdout.splitlines()
+    )
+
+
+def test_a_look_for_other_units_that_fails_installs_nothing(host: FakeHost, with_env: Stage) -> None:
+    staged(host, with_env)
+    seed_old(host)
+    # A control script that passes bash -n and verify, then fails when it runs.
+    host.seed(f"{STAGED}/sidekiqctl", "#!/bin/bash\necho 'cannot read units' >&2\nexit 3\n", 0o600)
+    run = host.run(scripts.install(with_env, render_files(with_env), "web1"))
+    assert_nothing_installed(host, run, OLD_FILES)
+    assert run.stderr == (
+        f"{SAY}FAILED: could not look for other Sidekiq units, nothing installed: cannot read units\n"
     )
 
 
@@ -845,6 +887,14 @@ def test_uninstall_removes_the_staging_and_state_directories_once_empty(
         "/var/lib/sidekiq-fleet",
     ]:
         assert host.removed(path), path
+
+
+def test_uninstall_removes_empty_directories_of_sudoers_copies(host: FakeHost, staging: Stage) -> None:
+    installed(host, staging)
+    run = host.run(f"mkdir -p {ADOPTED_SUDOERS}\n{scripts.uninstall(staging, render_files(staging), 'web1')}")
+    assert run.returncode == 0, run.stderr
+    assert host.removed("/var/lib/sidekiq-fleet/sidekiq")
+    assert "kept" not in run.stdout
 
 
 def test_uninstall_keeps_the_copies_of_what_sidekiq_adopt_took_over(host: FakeHost, staging: Stage) -> None:
