@@ -35,8 +35,8 @@ FLEET_VERBS = ("status", "quiet", "stop", "start", "restart")
 # What the deploy user may run (through sudo in system scope): `logs -f` is `follow`, `check` is `sums`.
 DEPLOY_VERBS = (*FLEET_VERBS, "logs", "follow", "sums")
 # Root's alone: the path unit runs first-release, the uninstall script runs teardown, the install
-# runs foreign (the units of another tool that would run beside the slots).
-ROOT_VERBS = ("first-release", "teardown", "foreign")
+# runs foreign (the units of another tool that would run beside the slots), the recycle timer recycle.
+ROOT_VERBS = ("first-release", "teardown", "foreign", "recycle")
 
 
 def group_marker(group: str) -> str:
@@ -79,6 +79,11 @@ def template_affixes(group: str) -> tuple[str, str]:
 
 def first_release_unit(group: str, suffix: Literal["path", "service"]) -> str:
     return f"{group}-first-release.{suffix}"
+
+
+def recycle_unit(group: str, suffix: Literal["timer", "service"]) -> str:
+    """The timer, and the service it starts, that replace a slot grown past recycleAboveMiB."""
+    return f"{group}-recycle.{suffix}"
 
 
 def unit_dir(stage: Stage) -> str:

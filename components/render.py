@@ -155,7 +155,40 @@ def render_unit(stage: Stage, process: ResolvedProcess, project_dir: Path | None
             timeout_stop_sec=stage.timeout_stop_sec,
             hardening=sidekiq.hardening,
             read_write_paths=read_write_paths(stage),
+            memory_high=process.memory_high,
+            memory_max=process.memory_max,
         )
+    )
+    return _unit_text(stage, body)
+
+
+def recycle_period(stage: Stage) -> int:
+    """The recycle timer's period: the shortest recycleCheckSeconds; the control script checks each
+    process at its own."""
+    return min(process.recycle_check_seconds for process in stage.recycling)
+
+
+def render_recycle_timer(stage: Stage) -> str:
+    group = stage.config.sidekiq.unit_name
+    body = (
+        _environment(None)
+        .get_template("recycle.timer.j2")
+        .render(
+            app=stage.config.app,
+            stage=stage.name,
+            target=layout.target_unit(group),
+            service=layout.recycle_unit(group, "service"),
+            period=recycle_period(stage),
+        )
+    )
+    return _unit_text(stage, body)
+
+
+def render_recycle_service(stage: Stage) -> str:
+    body = (
+        _environment(None)
+        .get_template("recycle.service.j2")
+        .render(app=stage.config.app, stage=stage.name, control=control_path(stage))
     )
     return _unit_text(stage, body)
 
@@ -262,9 +295,16 @@ def render_control(stage: Stage) -> str:
                     "name": process.name,
                     "config_path": posixpath.join(stage.app_dir, process.config_file),
                     "drain_timeout": process.drain_timeout,
+                    "memory_max": process.memory_max or 0,
+                    "recycle_above": process.recycle_above_mib or 0,
+                    "recycle_check": process.recycle_check_seconds,
+                    "recycle_interval": process.recycle_min_interval_seconds,
                 }
                 for process in stage.processes
             ],
+            recycle_timer=layout.recycle_unit(group, "timer"),
+            recycle_service=layout.recycle_unit(group, "service"),
+            healthy_seconds=rollout.healthy_seconds,
             strategy=rollout.strategy,
             memory_margin=rollout.memory_margin,
             quiet_first=rollout.quiet_first,
@@ -299,6 +339,11 @@ def render_files(stage: Stage, project_dir: Path | None = None) -> list[Rendered
         (layout.first_release_unit(name, "path"), render_first_release_path(stage)),
         (layout.first_release_unit(name, "service"), render_first_release_service(stage)),
     ]
+    if stage.recycling:
+        units += [
+            (layout.recycle_unit(name, "timer"), render_recycle_timer(stage)),
+            (layout.recycle_unit(name, "service"), render_recycle_service(stage)),
+        ]
     directory = unit_dir(stage)
     contents: list[tuple[FileRole, str, str, str, str, str]] = [
         ("unit", f"{directory}/{name}", "0644", owner, group, text) for name, text in units

@@ -317,6 +317,50 @@ def _config_file(path: str) -> str:
 
 ConfigFile = Annotated[str, Field(pattern=CONFIG_FILE), AfterValidator(_config_file)]
 
+# Memory limits and recycling, per stage under sidekiq. or per process; the process's own value wins.
+MemoryHigh = Annotated[
+    int | None,
+    Field(
+        ge=64,
+        le=1048576,
+        description="MiB, 64 to 1048576: systemd's MemoryHigh= for each slot, where the kernel throttles "
+        "and reclaims; below memoryMax",
+    ),
+]
+MemoryMax = Annotated[
+    int | None,
+    Field(
+        ge=64,
+        le=1048576,
+        description="MiB, 64 to 1048576: systemd's MemoryMax= for each slot, where the kernel kills "
+        "the process (OOMPolicy=continue, no swap)",
+    ),
+]
+RecycleAboveMiB = Annotated[
+    int | None,
+    Field(
+        alias="recycleAboveMiB",
+        ge=64,
+        le=1048576,
+        description="MiB, 64 to 1048576: a serving slot above it is replaced with no gap; "
+        "below memoryHigh and memoryMax; recycling is off without it",
+    ),
+]
+RecycleCheckSeconds = Annotated[
+    int | None,
+    Field(ge=5, le=3600, description="seconds between memory checks, 5 to 3600; 30 when unset"),
+]
+RecycleMinIntervalSeconds = Annotated[
+    int | None,
+    Field(
+        ge=30,
+        le=86400,
+        description="seconds, 30 to 86400: at most one recycle per process in that time; 300 when unset",
+    ),
+]
+DEFAULT_RECYCLE_CHECK_SECONDS = 30
+DEFAULT_RECYCLE_MIN_INTERVAL_SECONDS = 300
+
 
 class Process(_Model):
     """One Sidekiq process per host, run as a template unit with two slots."""
@@ -336,6 +380,11 @@ class Process(_Model):
         description="seconds the old slot may drain after a restart, 1 to 86400; "
         "defaults to rollout.drainTimeout",
     )
+    memory_high: MemoryHigh = None
+    memory_max: MemoryMax = None
+    recycle_above_mib: RecycleAboveMiB = None
+    recycle_check_seconds: RecycleCheckSeconds = None
+    recycle_min_interval_seconds: RecycleMinIntervalSeconds = None
 
 
 class ResolvedProcess(Process):
@@ -343,6 +392,13 @@ class ResolvedProcess(Process):
 
     config_file: ConfigFile
     drain_timeout: int
+    recycle_check_seconds: int
+    recycle_min_interval_seconds: int
+
+
+def _key(field: str) -> str:
+    """A field's config key: its alias."""
+    return Sidekiq.model_fields[field].alias or field
 
 
 class Sidekiq(_Model):
@@ -394,8 +450,14 @@ class Sidekiq(_Model):
         None,
         min_length=1,
         max_length=16,
-        description="a list of 1 to 16 {name, configFile, drainTimeout}; defaults to one process, default",
+        description="a list of 1 to 16 {name, configFile, drainTimeout, memoryHigh, memoryMax, "
+        "recycleAboveMiB, recycleCheckSeconds, recycleMinIntervalSeconds}; defaults to one process, default",
     )
+    memory_high: MemoryHigh = None
+    memory_max: MemoryMax = None
+    recycle_above_mib: RecycleAboveMiB = None
+    recycle_check_seconds: RecycleCheckSeconds = None
+    recycle_min_interval_seconds: RecycleMinIntervalSeconds = None
     adopt: list[Annotated[str, Field(pattern=ADOPTED_UNIT)]] = Field(
         [],
         max_length=16,
@@ -460,7 +522,8 @@ class Sidekiq(_Model):
                     "such as sidekiq@1.service"
                 )
             if re.fullmatch(
-                rf"{re.escape(self.unit_name)}-(first-release|[a-z0-9-]+(@[ab]|-drain-.+))\.service", name
+                rf"{re.escape(self.unit_name)}-(first-release|recycle|[a-z0-9-]+(@[ab]|-drain-.+))\.service",
+                name,
             ):
                 raise ValueError(
                     f"adopt[{index}]: {name} is a unit of this group ({self.unit_name}) itself; expected "
@@ -475,12 +538,54 @@ class Sidekiq(_Model):
             )
         if len(self.adopt_sudoers) != len(set(self.adopt_sudoers)):
             raise ValueError("adoptSudoers: names repeat; expected each file once")
+        self._check_memory()
         if self.hardening == "off" and self.writable_paths is not None:
             raise ValueError(
                 "writablePaths: has no effect with hardening: off, where Sidekiq may write anywhere "
                 "its user may; expected hardening: strict, or no writablePaths"
             )
         return self
+
+    def _memory_setting(self, process: Process | None, index: int, field: str) -> tuple[int | None, str]:
+        """A process's own value and its key, else the stage's."""
+        own = None if process is None else getattr(process, field)
+        if own is not None:
+            return own, f"processes[{index}].{_key(field)}"
+        return getattr(self, field), _key(field)
+
+    def _check_memory(self) -> None:
+        recycling = False
+        for index, process in enumerate(self.processes or [None]):
+            (high, high_key), (top, top_key), (above, above_key) = (
+                self._memory_setting(process, index, field)
+                for field in ("memory_high", "memory_max", "recycle_above_mib")
+            )
+            if high is not None and top is not None and high >= top:
+                raise ValueError(
+                    f"{high_key}: {high} MiB is not below sidekiq.{top_key} {top} MiB, so the kernel "
+                    "would kill the process before it throttles it; expected memoryHigh below memoryMax"
+                )
+            ceiling, ceiling_key = (high, high_key) if high is not None else (top, top_key)
+            if above is not None and ceiling is not None and above >= ceiling:
+                raise ValueError(
+                    f"{above_key}: {above} MiB is not below sidekiq.{ceiling_key} {ceiling} MiB, so the "
+                    "process would be throttled or killed before it is recycled; expected recycleAboveMiB "
+                    "below memoryHigh and memoryMax"
+                )
+            recycling = recycling or above is not None
+            for field in ("recycle_check_seconds", "recycle_min_interval_seconds"):
+                if process is not None and getattr(process, field) is not None and above is None:
+                    raise ValueError(
+                        f"processes[{index}].{_key(field)}: has no effect without recycleAboveMiB for "
+                        f"process {process.name}; expected recycleAboveMiB there or under sidekiq, or no "
+                        f"{_key(field)}"
+                    )
+        for field in ("recycle_check_seconds", "recycle_min_interval_seconds"):
+            if getattr(self, field) is not None and not recycling:
+                raise ValueError(
+                    f"{_key(field)}: has no effect without recycleAboveMiB; expected recycleAboveMiB "
+                    f"under sidekiq or a process, or no {_key(field)}"
+                )
 
 
 class Ops(_Model):
@@ -499,6 +604,13 @@ class Rollout(_Model):
     strategy: Literal["overlap", "restart"] = Field(
         "overlap",
         description="overlap (start the new process, then quiet the old one) or restart (stop, then start)",
+    )
+    healthy_seconds: int = Field(
+        2,
+        ge=0,
+        le=600,
+        description="seconds, 0 to 600, that a new slot must stay up after READY, with its first heartbeat, "
+        "before the old slot quiets; 0 quiets the old slot at READY",
     )
     drain_timeout: int | None = Field(
         None,
@@ -624,9 +736,23 @@ class Stage(BaseModel):
                 name=process.name,
                 config_file=process.config_file or sidekiq.config_file,
                 drain_timeout=process.drain_timeout or drain_timeout,
+                memory_high=process.memory_high or sidekiq.memory_high,
+                memory_max=process.memory_max or sidekiq.memory_max,
+                recycle_above_mib=process.recycle_above_mib or sidekiq.recycle_above_mib,
+                recycle_check_seconds=process.recycle_check_seconds
+                or sidekiq.recycle_check_seconds
+                or DEFAULT_RECYCLE_CHECK_SECONDS,
+                recycle_min_interval_seconds=process.recycle_min_interval_seconds
+                or sidekiq.recycle_min_interval_seconds
+                or DEFAULT_RECYCLE_MIN_INTERVAL_SECONDS,
             )
             for process in declared
         ]
+
+    @property
+    def recycling(self) -> list[ResolvedProcess]:
+        """The processes whose serving slot is replaced when it grows past recycleAboveMiB."""
+        return [process for process in self.processes if process.recycle_above_mib is not None]
 
     @property
     def timeout_stop_sec(self) -> int:
