@@ -1,7 +1,7 @@
 """Measure what a version restart costs under steady load on 3 local hosts, and print tables (issue 8).
 
     python bench/rollout.py [--distro bookworm|trixie] [--runs 1] [--rate 20] [--job-seconds 0.1]
-                            [--eager-aws] [--json FILE]
+                            [--eager-aws] [--cases overlap,healthy0,restart,floor,noop,recycle] [--json FILE]
 
 Run it as root with the Pulumi toolchain on PATH (`source bin/_common.sh; source toolchain/env.sh`);
 it honours SIDEKIQ_FLEET_HOST_PREFIX and SIDEKIQ_FLEET_SUBNET. It boots 3 hosts of --distro (Debian 12
@@ -20,6 +20,11 @@ and then, side by side in one run:
   5 s in 6.x, 10 s in 7.x); per run, `pulumi up`'s wall time;
 - the long-job case: one job longer than sidekiq.timeout on each host, pushed just before a bump:
   how often it finished and on which process (rollout.drainTimeout is raised above its length);
+- overlap with `rollout.healthySeconds: 0` beside the default 2 (issue 19): the old process quiets at the
+  new one's READY instead of after 2 s of proven health, so both fetch for a shorter time;
+- the recycle case (issue 19): a release whose RecordingJob keeps 256 KiB per job grows past
+  `sidekiq.recycleAboveMiB` under the same load, and the recycle timer replaces it (--runs recycles,
+  each at least recycleMinIntervalSeconds after the last): gap, lost, run twice, peak PSS;
 - a no-op `pulumi up` against an empty Pulumi program's `up` (same engine, same backend), with the
   ssh sessions the no-op opened on the hosts (every remote command is one); with --eager-aws, also
   the no-op with `import pulumi_aws` put back at the top of components/hosts.py (P3, before and after);
@@ -433,6 +438,41 @@ class Bench:
         return sum(counts)
 
 
+# The recycle case's settings: a check every 5 s, at most one recycle per process in 30 s.
+RECYCLE_ABOVE_MIB = 160
+RECYCLE_SETTINGS = {
+    "sidekiq.recycleAboveMiB": str(RECYCLE_ABOVE_MIB),
+    "sidekiq.recycleCheckSeconds": "5",
+    "sidekiq.recycleMinIntervalSeconds": "30",
+}
+
+
+def recycle_trials(bench: Bench, runs: int) -> list[Trial]:
+    """Recycling on, a growing release deployed, then one trial per recycle of every host."""
+    from tests.e2e.test_memory import GROWING, recycled_at, release_with
+
+    for key, value in RECYCLE_SETTINGS.items():
+        bench.project.config_set(key, value)
+    bench.each(lambda h: release_with(h, "20270101000000", GROWING))
+    bench.version += 1
+    bench.project.config_set("appVersion", f"local-{bench.version}")
+    bench.project.up()
+    began = time.time()
+    trials = []
+    for count in range(1, runs + 1):
+
+        def recycled(count: int = count) -> tuple[float, str]:
+            start = time.monotonic()
+            while not all(len(recycled_at(h, began)) >= count for h in bench.hosts):
+                if time.monotonic() - start > 300:
+                    raise RuntimeError(f"no recycle {count} on every host within 300 s")
+                time.sleep(0.5)
+            return time.monotonic() - start, ""
+
+        trials.append(bench.trial("recycle", None, recycled))
+    return trials
+
+
 def measure_noop(bench: Bench, project: Any, empty: Any, runs: int, eager_aws: bool) -> dict[str, Any]:
     """Wall times of no-op ups, interleaved (empty, this program, eager variant) so drifting load hits
     each alike."""
@@ -517,18 +557,26 @@ def mock_evaluation(count: int) -> dict[str, Any]:
 # ---------------------------------------------------------------- report
 
 
+HEALTHY_0 = "overlap, healthySeconds 0"
+
+
 def report(
-    trials: list[Trial], implemented: list[str], noop: dict[str, Any], mock: dict[str, Any], settings: str
+    trials: list[Trial],
+    implemented: list[str],
+    noop: dict[str, Any] | None,
+    mock: dict[str, Any],
+    settings: str,
 ) -> str:
     out = [settings]
     rows = [["case", "host-runs", "gap min / median / max (s)", "ambient (s)", "lost / pushed", "run twice",
              "peak PSS MiB per host", "drain min / median / max (s)", "wall time (s)"]]  # fmt: skip
-    cases = [("overlap", 1), ("overlap", 3), ("restart", 1), ("restart", 3), ("floor", None)]
+    cases = [("overlap", 1), ("overlap", 3), (HEALTHY_0, 1), ("restart", 1), ("restart", 3), ("floor", None)]
+    cases.append(("recycle", None))
     for case, batch in cases:
         chosen = [t for t in trials if t.case == case and t.batch == batch and not t.long_jobs]
         label = case if batch is None else f"{case}, batch {batch}"
         if not chosen:
-            if case != "floor" and case not in implemented:
+            if case in ("overlap", "restart") and case not in implemented:
                 rows.append([label, "0", "not built in this checkout", "-", "-", "-", "-", "-", "-"])
             continue
         runs = [h for t in chosen for h in t.hosts]
@@ -553,7 +601,8 @@ def report(
     if trials:
         out.append(table(rows))
         out.append(
-            "wall time: `pulumi up` per run; for the floor, the slowest of the 3 simultaneous restarts."
+            "wall time: `pulumi up` per run; for the floor, the slowest of the 3 simultaneous restarts; for "
+            "recycle, from the start of the load to the recycle of every host."
         )
 
     long_rows = [["case", "host", "finished", "on process", "finished after up returned (s)", "up (s)"]]
@@ -568,6 +617,8 @@ def report(
             "\nLong job (longer than sidekiq.timeout), pushed 1.5 s before the bump:\n" + table(long_rows)
         )
 
+    if noop is None:
+        return "\n".join(out)
     empty = noop["empty"]
     noop_rows = [
         ["program", "wall time min / median / max (s)", "x empty (median, min)", "import of the program (s)",
@@ -642,6 +693,9 @@ def goal_rows(trials: list[Trial], noop: dict[str, Any], mock: dict[str, Any]) -
     return rows
 
 
+CASES = ("overlap", "healthy0", "restart", "floor", "noop", "recycle")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -657,9 +711,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also time a no-op up that imports pulumi_aws for every stage",
     )
     parser.add_argument("--noop-only", action="store_true", help="skip the restart trials")
+    parser.add_argument(
+        "--cases",
+        default=",".join(CASES),
+        help=f"comma-separated, of {', '.join(CASES)}: what to measure (all by default)",
+    )
     parser.add_argument("--mock-hosts", type=int, default=50)
     parser.add_argument("--json", type=Path, help="write every measurement here")
     args = parser.parse_args(argv)
+    cases = set(args.cases.split(","))
+    if cases - set(CASES):
+        parser.error(f"--cases: {', '.join(sorted(cases - set(CASES)))} unknown; expected {', '.join(CASES)}")
+    if args.noop_only:
+        cases = {"noop"}
 
     import localhosts
     from tests.pulumi_project import new_project
@@ -694,16 +758,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         has_script = all(h.exec(f"test -x {CONTROL_SCRIPT}").returncode == 0 for h in hosts)
         implemented = ["overlap", "restart"] if has_script else ["restart"]
         trials = []
-        for strategy in [] if args.noop_only else implemented:
+        for strategy in [s for s in implemented if s in cases]:
             for batch in (1, 3):
                 for _ in range(args.runs):
                     trials.append(bench.trial(strategy, batch, bench.bump(strategy, batch)))
             trials.append(bench.trial(strategy, 3, bench.bump(strategy, 3), long_job=float(long_job)))
-        for _ in range(0 if args.noop_only else args.runs):
+        if "healthy0" in cases and "overlap" in implemented:
+            project.config_set("rollout.healthySeconds", "0")
+            for _ in range(args.runs):
+                trial = bench.trial(HEALTHY_0, 1, bench.bump("overlap", 1))
+                trials.append(trial)
+            project.config_set("rollout.healthySeconds", "2")
+        for _ in range(args.runs if "floor" in cases else 0):
             trials.append(bench.trial("floor", None, bench.floor))
 
-        bench.settle()
-        noop = measure_noop(bench, project, empty_program(root, project.env), args.noop_runs, args.eager_aws)
+        noop = None
+        if "noop" in cases:
+            bench.settle()
+            empty = empty_program(root, project.env)
+            noop = measure_noop(bench, project, empty, args.noop_runs, args.eager_aws)
+        # Last: it leaves a growing release behind.
+        if "recycle" in cases:
+            trials += recycle_trials(bench, args.runs)
 
     text = report(trials, implemented, noop, mock, settings)
     print(text)

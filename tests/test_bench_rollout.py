@@ -199,3 +199,22 @@ def test_drain_is_unknown_without_a_quieted_and_stopped_old_process(bench: Modul
     assert bench.drain_seconds([stopped_before, quieted], [4242]) is None
     # The deploying user's "Stopped" is not systemd's.
     assert bench.drain_seconds([quieted, {**stopped, "_PID": "77"}], [4242]) is None
+
+
+def test_report_rows_for_the_health_window_and_recycling_and_no_noop_table(bench: ModuleType) -> None:
+    healthy0 = bench.Trial(bench.HEALTHY_0, 1, 11.0, [host_run(bench, 0.0)])
+    recycle = bench.Trial("recycle", None, 42.0, [host_run(bench, 0.02, pushed=900)])
+    text = bench.report([healthy0, recycle], ["overlap", "restart"], None, {}, "settings")
+    rows = {
+        cells[0]: cells
+        for row in text.splitlines()
+        if row.startswith("| ")
+        for cells in [[cell.strip() for cell in row.strip("|").split("|")]]
+    }
+    assert rows["overlap, healthySeconds 0, batch 1"][1:3] == ["1 (1 restarted)", "0.000 / 0.000 / 0.000"]
+    assert rows["recycle"][2] == "0.020 / 0.020 / 0.020"
+    assert rows["recycle"][4] == "0 / 900"
+    assert rows["recycle"][-1] == "42.0"
+    # Built but not chosen: no row at all; no no-op table without a no-op measurement.
+    assert "overlap, batch 1" not in rows
+    assert "No-op" not in text
