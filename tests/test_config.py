@@ -21,7 +21,7 @@ from components.config import (
 )
 from components.config.errors import _descriptions, _message
 from components.config.keys import AUTHORIZED_KEY_TYPES
-from components.config.model import AmiById, AmiLookup, Ec2Hosts, models_in
+from components.config.model import AmiById, AmiLookup, Ec2Hosts, ResolvedProcess, models_in
 from components.config.sources import _decode
 from tests.conftest import FAKE_KEY, HOST_KEY
 from tests.test_config_files import public_key
@@ -604,6 +604,7 @@ BAD_INPUTS = [
             "sidekiq-default@a.service",
             "sidekiq-low@b.service",
             "sidekiq-first-release.service",
+            "sidekiq-recycle.service",
             "sidekiq-default-drain-legacy.service",
         ]
     ),
@@ -847,7 +848,9 @@ BAD_INPUTS = [
         "ec2",
         {"sidekiq.processes": []},
         "sidekiq.processes",
-        "expected a list of 1 to 16 {name, configFile, drainTimeout}; defaults to one process, default",
+        "List should have at least 1 item after validation, not 0; expected a list of 1 to 16 {name, "
+        "configFile, drainTimeout, memoryHigh, memoryMax, recycleAboveMiB, recycleCheckSeconds, "
+        "recycleMinIntervalSeconds}; defaults to one process, default",
         id="processes-empty",
     ),
     pytest.param(
@@ -1655,3 +1658,413 @@ def test_a_host_key_keeps_its_type_and_data_and_drops_a_comment(existing_values)
 def test_the_ami_lookup_names_debians_official_image_of_the_release(ami, name_filter):
     values = with_changes(EC2_BASE, {"hosts.ami": ami, "ssh.user": "admin"})
     assert parse_stage("staging", values).config.hosts.ami.name_filter == name_filter
+
+
+# --- memory limits, recycling and health before quiet (issue 19) ---------------------------------
+
+# The expected form of each key, written out: (smallest, largest, form).
+MEMORY_KEYS = {
+    "memoryHigh": (
+        64,
+        1048576,
+        "MiB, 64 to 1048576: systemd's MemoryHigh= for each slot, where the kernel throttles and reclaims; "
+        "below memoryMax",
+    ),
+    "memoryMax": (
+        64,
+        1048576,
+        "MiB, 64 to 1048576: systemd's MemoryMax= for each slot, where the kernel kills the process "
+        "(OOMPolicy=continue, no swap)",
+    ),
+    "recycleAboveMiB": (
+        64,
+        1048576,
+        "MiB, 64 to 1048576: a serving slot above it is replaced with no gap; below memoryHigh and "
+        "memoryMax; recycling is off without it",
+    ),
+    "recycleCheckSeconds": (5, 3600, "seconds between memory checks, 5 to 3600; 30 when unset"),
+    "recycleMinIntervalSeconds": (
+        30,
+        86400,
+        "seconds, 30 to 86400: at most one recycle per process in that time; 300 when unset",
+    ),
+}
+# The ResolvedProcess attribute of each key.
+MEMORY_ATTRIBUTES = {
+    "memoryHigh": "memory_high",
+    "memoryMax": "memory_max",
+    "recycleAboveMiB": "recycle_above_mib",
+    "recycleCheckSeconds": "recycle_check_seconds",
+    "recycleMinIntervalSeconds": "recycle_min_interval_seconds",
+}
+TWO_PROCESSES = [{"name": "default"}, {"name": "low"}]
+
+
+def with_memory_key(place: str, key: str, value: Any) -> dict[str, Any]:
+    """EC2_BASE with KEY set under sidekiq (place "stage") or on the second of two processes; the check
+    keys get a recycleAboveMiB beside them, which they need."""
+    values = with_change(EC2_BASE, "sidekiq.processes", TWO_PROCESSES)
+    prefix = "sidekiq." if place == "stage" else "sidekiq.processes[1]."
+    values = with_change(values, prefix + key, value)
+    if key in ("recycleCheckSeconds", "recycleMinIntervalSeconds"):
+        values = with_change(values, prefix + "recycleAboveMiB", 512)
+    return values
+
+
+@pytest.mark.parametrize("place", ["stage", "process"])
+@pytest.mark.parametrize("key", list(MEMORY_KEYS))
+@pytest.mark.parametrize("end", [0, 1], ids=["smallest", "largest"])
+def test_memory_and_recycle_keys_accept_their_bounds(place, key, end) -> None:
+    value = MEMORY_KEYS[key][end]
+    processes = parse_stage("staging", with_memory_key(place, key, value)).processes
+    attribute = MEMORY_ATTRIBUTES[key]
+    assert getattr(processes[1], attribute) == value
+    # A stage value reaches every process; a process's own only that process.
+    defaults = {"recycleCheckSeconds": 30, "recycleMinIntervalSeconds": 300}
+    assert getattr(processes[0], attribute) == (value if place == "stage" else defaults.get(key))
+
+
+@pytest.mark.parametrize("place", ["stage", "process"])
+@pytest.mark.parametrize("key", list(MEMORY_KEYS))
+@pytest.mark.parametrize("side", ["below", "above"])
+def test_memory_and_recycle_keys_refuse_one_past_their_bounds(place, key, side) -> None:
+    smallest, largest, form = MEMORY_KEYS[key]
+    value, reason = (
+        (smallest - 1, f"greater than or equal to {smallest}")
+        if side == "below"
+        else (largest + 1, f"less than or equal to {largest}")
+    )
+    full_key = f"sidekiq.{key}" if place == "stage" else f"sidekiq.processes[1].{key}"
+    assert problems_of(with_memory_key(place, key, value)) == [
+        f"{NS}:{full_key}: Input should be {reason}; expected {form}"
+    ]
+
+
+def test_a_memory_key_that_is_not_an_integer_names_the_key_and_the_form() -> None:
+    assert problems_of(with_memory_key("process", "memoryMax", "lots")) == [
+        f"{NS}:sidekiq.processes[1].memoryMax: Input should be a valid integer, unable to parse string as an "
+        f"integer; expected {MEMORY_KEYS['memoryMax'][2]}"
+    ]
+    # As `pulumi config set --path` stores a number given on the command line.
+    assert parse_stage("staging", with_memory_key("stage", "memoryMax", "512")).processes[0].memory_max == 512
+
+
+def test_recycle_above_mib_is_spelled_with_mib_and_nothing_else() -> None:
+    """The explicit alias: the camelCase of recycle_above_mib would be recycleAboveMib."""
+    assert problems_of(with_change(EC2_BASE, "sidekiq.recycleAboveMib", 512)) == [
+        f"{NS}:sidekiq.recycleAboveMib: unknown key; see docs/configuration.md"
+    ]
+    values = with_change(EC2_BASE, "sidekiq.processes", [{"name": "low", "recycleAboveMib": 512}])
+    assert problems_of(values) == [
+        f"{NS}:sidekiq.processes[0].recycleAboveMib: unknown key; see docs/configuration.md"
+    ]
+
+
+HIGH_NOT_BELOW_MAX = (
+    "so the kernel would kill the process before it throttles it; expected memoryHigh below memoryMax"
+)
+ABOVE_NOT_BELOW = (
+    "so the process would be throttled or killed before it is recycled; expected recycleAboveMiB below "
+    "memoryHigh and memoryMax"
+)
+
+
+@pytest.mark.parametrize(
+    ("sidekiq", "problem"),
+    [
+        pytest.param(
+            {"memoryHigh": 512, "memoryMax": 512},
+            f"sidekiq.memoryHigh: 512 MiB is not below sidekiq.memoryMax 512 MiB, {HIGH_NOT_BELOW_MAX}",
+            id="high-equal-max",
+        ),
+        pytest.param(
+            {"memoryHigh": 1024, "memoryMax": 512},
+            f"sidekiq.memoryHigh: 1024 MiB is not below sidekiq.memoryMax 512 MiB, {HIGH_NOT_BELOW_MAX}",
+            id="high-above-max",
+        ),
+        pytest.param(
+            {"processes": [{"name": "default"}, {"name": "low", "memoryHigh": 600, "memoryMax": 600}]},
+            f"sidekiq.processes[1].memoryHigh: 600 MiB is not below sidekiq.processes[1].memoryMax 600 MiB, "
+            f"{HIGH_NOT_BELOW_MAX}",
+            id="process-high-process-max",
+        ),
+        pytest.param(
+            {"memoryMax": 512, "processes": [{"name": "default"}, {"name": "low", "memoryHigh": 600}]},
+            f"sidekiq.processes[1].memoryHigh: 600 MiB is not below sidekiq.memoryMax 512 MiB, "
+            f"{HIGH_NOT_BELOW_MAX}",
+            id="process-high-stage-max",
+        ),
+        pytest.param(
+            {
+                "memoryHigh": 768,
+                "processes": [{"name": "default", "memoryMax": 1024}, {"name": "low", "memoryMax": 512}],
+            },
+            f"sidekiq.memoryHigh: 768 MiB is not below sidekiq.processes[1].memoryMax 512 MiB, "
+            f"{HIGH_NOT_BELOW_MAX}",
+            id="stage-high-process-max",
+        ),
+        pytest.param(
+            {"memoryHigh": 512, "recycleAboveMiB": 512},
+            f"sidekiq.recycleAboveMiB: 512 MiB is not below sidekiq.memoryHigh 512 MiB, {ABOVE_NOT_BELOW}",
+            id="above-equal-high",
+        ),
+        pytest.param(
+            {"memoryMax": 512, "recycleAboveMiB": 600},
+            f"sidekiq.recycleAboveMiB: 600 MiB is not below sidekiq.memoryMax 512 MiB, {ABOVE_NOT_BELOW}",
+            id="above-over-max-without-high",
+        ),
+        pytest.param(
+            {"memoryMax": 512, "recycleAboveMiB": 512},
+            f"sidekiq.recycleAboveMiB: 512 MiB is not below sidekiq.memoryMax 512 MiB, {ABOVE_NOT_BELOW}",
+            id="above-equal-max-without-high",
+        ),
+        pytest.param(
+            # Between memoryHigh and memoryMax: the kernel throttles it first, so memoryHigh is named.
+            {"memoryHigh": 512, "memoryMax": 1024, "recycleAboveMiB": 768},
+            f"sidekiq.recycleAboveMiB: 768 MiB is not below sidekiq.memoryHigh 512 MiB, {ABOVE_NOT_BELOW}",
+            id="above-between-high-and-max",
+        ),
+        pytest.param(
+            {"memoryHigh": 512, "processes": [{"name": "default", "recycleAboveMiB": 600}]},
+            f"sidekiq.processes[0].recycleAboveMiB: 600 MiB is not below sidekiq.memoryHigh 512 MiB, "
+            f"{ABOVE_NOT_BELOW}",
+            id="process-above-stage-high",
+        ),
+        pytest.param(
+            {"recycleAboveMiB": 512, "processes": [{"name": "default"}, {"name": "low", "memoryMax": 512}]},
+            f"sidekiq.recycleAboveMiB: 512 MiB is not below sidekiq.processes[1].memoryMax 512 MiB, "
+            f"{ABOVE_NOT_BELOW}",
+            id="stage-above-process-max",
+        ),
+        pytest.param(
+            {
+                "memoryMax": 2048,
+                "processes": [
+                    {"name": "default"},
+                    {"name": "low", "memoryHigh": 256, "recycleAboveMiB": 300},
+                ],
+            },
+            f"sidekiq.processes[1].recycleAboveMiB: 300 MiB is not below sidekiq.processes[1].memoryHigh "
+            f"256 MiB, {ABOVE_NOT_BELOW}",
+            id="process-above-process-high",
+        ),
+        pytest.param(
+            {"recycleCheckSeconds": 60},
+            "sidekiq.recycleCheckSeconds: has no effect without recycleAboveMiB; expected recycleAboveMiB "
+            "under sidekiq or a process, or no recycleCheckSeconds",
+            id="stage-check-without-above",
+        ),
+        pytest.param(
+            {"recycleMinIntervalSeconds": 600, "processes": TWO_PROCESSES},
+            "sidekiq.recycleMinIntervalSeconds: has no effect without recycleAboveMiB; expected "
+            "recycleAboveMiB under sidekiq or a process, or no recycleMinIntervalSeconds",
+            id="stage-interval-without-above",
+        ),
+        pytest.param(
+            {
+                "processes": [
+                    {"name": "default", "recycleAboveMiB": 512},
+                    {"name": "low", "recycleCheckSeconds": 60},
+                ]
+            },
+            "sidekiq.processes[1].recycleCheckSeconds: has no effect without recycleAboveMiB for process "
+            "low; expected recycleAboveMiB there or under sidekiq, or no recycleCheckSeconds",
+            id="process-check-without-above",
+        ),
+        pytest.param(
+            {"processes": [{"name": "mail", "recycleMinIntervalSeconds": 600}]},
+            "sidekiq.processes[0].recycleMinIntervalSeconds: has no effect without recycleAboveMiB for "
+            "process mail; expected recycleAboveMiB there or under sidekiq, or no recycleMinIntervalSeconds",
+            id="process-interval-without-above",
+        ),
+    ],
+)
+def test_memory_settings_that_contradict_each_other_are_refused_naming_the_key(sidekiq, problem) -> None:
+    assert problems_of(with_change(EC2_BASE, "sidekiq", sidekiq)) == [f"{NS}:{problem}"]
+
+
+@pytest.mark.parametrize(
+    "sidekiq",
+    [
+        pytest.param({"memoryHigh": 511, "memoryMax": 512}, id="high-just-below-max"),
+        pytest.param(
+            {"memoryHigh": 512, "memoryMax": 1024, "recycleAboveMiB": 511}, id="above-just-below-high"
+        ),
+        pytest.param({"memoryMax": 512, "recycleAboveMiB": 511}, id="above-just-below-max"),
+        pytest.param({"memoryHigh": 512}, id="high-alone"),
+        pytest.param({"memoryMax": 512}, id="max-alone"),
+        pytest.param({"recycleAboveMiB": 2048}, id="above-without-limits"),
+        pytest.param(
+            # The stage's pair applies to no process: each one's own memoryMax wins.
+            {"memoryHigh": 768, "memoryMax": 512, "processes": [{"name": "a", "memoryMax": 1024}]},
+            id="stage-pair-overridden-by-every-process",
+        ),
+        pytest.param(
+            {
+                "memoryHigh": 768,
+                "processes": [
+                    {"name": "a", "memoryMax": 1024},
+                    {"name": "b", "memoryHigh": 256, "memoryMax": 512},
+                ],
+            },
+            id="process-high-below-its-own-max",
+        ),
+        pytest.param(
+            {"recycleCheckSeconds": 10, "processes": [{"name": "a"}, {"name": "b", "recycleAboveMiB": 512}]},
+            id="stage-check-with-a-process-recycling",
+        ),
+        pytest.param(
+            {
+                "recycleMinIntervalSeconds": 60,
+                "processes": [{"name": "a"}, {"name": "b", "recycleAboveMiB": 512}],
+            },
+            id="stage-interval-with-a-process-recycling",
+        ),
+        pytest.param(
+            # Only the first recycles: the last one's lack of recycleAboveMiB does not undo it.
+            {"recycleCheckSeconds": 10, "processes": [{"name": "a", "recycleAboveMiB": 512}, {"name": "b"}]},
+            id="stage-check-with-the-first-process-recycling",
+        ),
+        pytest.param(
+            {
+                "recycleAboveMiB": 512,
+                "processes": [{"name": "a", "recycleCheckSeconds": 10, "recycleMinIntervalSeconds": 60}],
+            },
+            id="process-check-with-the-stages-above",
+        ),
+    ],
+)
+def test_memory_settings_that_agree_are_accepted(sidekiq) -> None:
+    assert parse_stage("staging", with_change(EC2_BASE, "sidekiq", sidekiq)).name == "staging"
+
+
+def test_without_memory_keys_nothing_is_limited_or_recycled() -> None:
+    stage = parse_stage("staging", with_change(EC2_BASE, "sidekiq.processes", TWO_PROCESSES))
+    assert [
+        (
+            p.memory_high,
+            p.memory_max,
+            p.recycle_above_mib,
+            p.recycle_check_seconds,
+            p.recycle_min_interval_seconds,
+        )
+        for p in stage.processes
+    ] == [(None, None, None, 30, 300)] * 2
+    assert stage.recycling == []
+    assert parse_stage("staging", EC2_BASE).recycling == []
+
+
+def test_memory_keys_of_the_stage_reach_every_process_and_a_process_value_wins() -> None:
+    values = with_change(
+        EC2_BASE,
+        "sidekiq",
+        {
+            "memoryHigh": 768,
+            "memoryMax": 1024,
+            "recycleAboveMiB": 700,
+            "recycleCheckSeconds": 20,
+            "recycleMinIntervalSeconds": 900,
+            "processes": [
+                {"name": "default"},
+                {
+                    "name": "low",
+                    "memoryHigh": 256,
+                    "memoryMax": 512,
+                    "recycleAboveMiB": 200,
+                    "recycleCheckSeconds": 45,
+                    "recycleMinIntervalSeconds": 120,
+                },
+                {"name": "mail", "memoryMax": 2048, "recycleCheckSeconds": 5},
+            ],
+        },
+    )
+    stage = parse_stage("staging", values)
+    assert [
+        (p.name, p.memory_high, p.memory_max, p.recycle_above_mib, p.recycle_check_seconds,
+         p.recycle_min_interval_seconds)
+        for p in stage.processes
+    ] == [
+        ("default", 768, 1024, 700, 20, 900),
+        ("low", 256, 512, 200, 45, 120),
+        ("mail", 768, 2048, 700, 5, 900),
+    ]  # fmt: skip
+    assert [p.name for p in stage.recycling] == ["default", "low", "mail"]
+    # The declared values stay as written.
+    assert stage.config.sidekiq.processes[0].memory_max is None
+
+
+def test_check_and_interval_default_to_30_and_300_seconds() -> None:
+    values = with_change(
+        EC2_BASE,
+        "sidekiq.processes",
+        [
+            {"name": "default", "recycleAboveMiB": 512},
+            {"name": "low", "recycleAboveMiB": 256, "recycleCheckSeconds": 10},
+        ],
+    )
+    stage = parse_stage("staging", values)
+    assert [(p.recycle_check_seconds, p.recycle_min_interval_seconds) for p in stage.processes] == [
+        (30, 300),
+        (10, 300),
+    ]
+
+
+def test_recycling_lists_only_the_processes_with_recycle_above_mib_in_order() -> None:
+    values = with_change(
+        EC2_BASE,
+        "sidekiq.processes",
+        [
+            {"name": "default", "memoryMax": 1024},
+            {"name": "low", "recycleAboveMiB": 256},
+            {"name": "mail"},
+            {"name": "bulk", "recycleAboveMiB": 2048},
+        ],
+    )
+    stage = parse_stage("staging", values)
+    assert [(p.name, p.recycle_above_mib) for p in stage.recycling] == [("low", 256), ("bulk", 2048)]
+    assert all(isinstance(p, ResolvedProcess) for p in stage.recycling)
+
+
+def test_a_stage_recycle_above_mib_recycles_the_default_process() -> None:
+    stage = parse_stage("staging", with_change(EC2_BASE, "sidekiq.recycleAboveMiB", 512))
+    assert [(p.name, p.recycle_above_mib, p.recycle_check_seconds) for p in stage.recycling] == [
+        ("default", 512, 30)
+    ]
+
+
+HEALTHY_FORM = (
+    "seconds, 0 to 600, that a new slot must stay up after READY, with its first heartbeat, before the old "
+    "slot quiets; 0 quiets the old slot at READY"
+)
+
+
+def test_healthy_seconds_defaults_to_2_and_takes_0_to_600() -> None:
+    assert parse_stage("staging", EC2_BASE).config.rollout.healthy_seconds == 2
+    for value in (0, 600):
+        stage = parse_stage("staging", with_change(EC2_BASE, "rollout.healthySeconds", value))
+        assert stage.config.rollout.healthy_seconds == value
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (-1, "Input should be greater than or equal to 0"),
+        (601, "Input should be less than or equal to 600"),
+        ("soon", "Input should be a valid integer, unable to parse string as an integer"),
+    ],
+)
+def test_healthy_seconds_out_of_range_names_the_key_and_the_form(value, reason) -> None:
+    assert problems_of(with_change(EC2_BASE, "rollout.healthySeconds", value)) == [
+        f"{NS}:rollout.healthySeconds: {reason}; expected {HEALTHY_FORM}"
+    ]
+
+
+def test_the_recycle_units_cannot_be_adopted_but_a_similar_name_can() -> None:
+    assert problems_of(with_change(EC2_BASE, "sidekiq.adopt", ["sidekiq-recycle.service"])) == [
+        f"{NS}:sidekiq.adopt[0]: sidekiq-recycle.service is a unit of this group (sidekiq) itself; expected "
+        "another team's or capistrano-sidekiq's unit, such as sidekiq.service"
+    ]
+    for other in ("sidekiq-recycler.service", "jobs-recycle.service", "recycle.service"):
+        assert parse_stage(
+            "staging", with_change(EC2_BASE, "sidekiq.adopt", [other])
+        ).config.sidekiq.adopt == [other]

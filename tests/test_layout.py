@@ -19,6 +19,8 @@ def test_unit_names_of_a_group() -> None:
     assert layout.drain_unit("jobs", "low", "a") == "jobs-low-drain-a.service"
     assert layout.first_release_unit("jobs", "path") == "jobs-first-release.path"
     assert layout.first_release_unit("jobs", "service") == "jobs-first-release.service"
+    assert layout.recycle_unit("jobs", "timer") == "jobs-recycle.timer"
+    assert layout.recycle_unit("jobs", "service") == "jobs-recycle.service"
     assert layout.ADOPTED_DRAIN_UNIT.format(group="jobs", index=2) == "jobs-adopted-drain-2.service"
     assert layout.SLOTS == ("a", "b")
 
@@ -51,7 +53,7 @@ def test_template_affixes_surround_the_process_name() -> None:
 def test_the_verbs() -> None:
     assert layout.FLEET_VERBS == ("status", "quiet", "stop", "start", "restart")
     assert layout.DEPLOY_VERBS == ("status", "quiet", "stop", "start", "restart", "logs", "follow", "sums")
-    assert layout.ROOT_VERBS == ("first-release", "teardown", "foreign")
+    assert layout.ROOT_VERBS == ("first-release", "teardown", "foreign", "recycle")
 
 
 def test_system_scope_paths(existing_values) -> None:

@@ -12,11 +12,14 @@ from components.config import Stage
 from components.render import (
     exec_start,
     files_digest,
+    recycle_period,
     render_control,
     render_env_file,
     render_files,
     render_first_release_path,
     render_first_release_service,
+    render_recycle_service,
+    render_recycle_timer,
     render_sudoers,
     render_target,
     render_unit,
@@ -705,3 +708,342 @@ def test_systemd_analyze_checks_a_template_as_its_instance(staging: Stage, tmp_p
     path.write_text(unit_of(staging).replace("ExecStart=/bin/bash", "ExecStart=/nonexistent/bash"))
     result = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True, text=True)
     assert "sidekiq-default@i.service: Command /nonexistent/bash is not executable" in result.stderr
+
+
+# --- memory limits and recycling (issue 19) ------------------------------------------------------
+
+MEMORY_COMMENT = "# Memory limits per slot (MiB); no swap, so a limit is the process's real memory.\n"
+OOM_COMMENT = (
+    "# A kill by the kernel's OOM killer restarts Sidekiq (Restart=always), not a stop of the unit.\n"
+)
+
+
+def unit_with_limits(existing_values, **limits: int) -> str:
+    """The unit without a sandbox (as UNIT_WITHOUT_SANDBOX) with the given sidekiq memory keys."""
+    existing_values["sidekiq"] = {
+        "command": "/home/deploy/.rbenv/shims/bundle exec sidekiq",
+        "hardening": "off",
+        **limits,
+    }
+    return unit_of(stage_from(existing_values))
+
+
+def with_block(block: str) -> str:
+    """UNIT_WITHOUT_SANDBOX with BLOCK right after SyslogIdentifier=."""
+    anchor = "SyslogIdentifier=sidekiq-default@%i\n"
+    assert UNIT_WITHOUT_SANDBOX.count(anchor) == 1
+    return UNIT_WITHOUT_SANDBOX.replace(anchor, anchor + block)
+
+
+@pytest.mark.parametrize(
+    ("limits", "block"),
+    [
+        pytest.param(
+            {"memoryHigh": 768, "memoryMax": 1024},
+            f"{MEMORY_COMMENT}MemoryHigh=768M\nMemoryMax=1024M\n{OOM_COMMENT}OOMPolicy=continue\nMemorySwapMax=0\n",
+            id="both",
+        ),
+        pytest.param(
+            {"memoryHigh": 768}, f"{MEMORY_COMMENT}MemoryHigh=768M\nMemorySwapMax=0\n", id="high-only"
+        ),
+        pytest.param(
+            {"memoryMax": 64},
+            f"{MEMORY_COMMENT}MemoryMax=64M\n{OOM_COMMENT}OOMPolicy=continue\nMemorySwapMax=0\n",
+            id="max-only",
+        ),
+        pytest.param({}, "", id="none"),
+        # Recycling alone sets no limit in the unit: the control script watches the memory.
+        pytest.param({"recycleAboveMiB": 512, "recycleCheckSeconds": 10}, "", id="recycling-only"),
+    ],
+)
+def test_memory_lines_read_exactly_and_only_those_set(existing_values, limits, block) -> None:
+    assert unit_with_limits(existing_values, **limits) == with_block(block)
+
+
+def test_memory_directives_of_the_sandboxed_unit(existing_values) -> None:
+    existing_values["sidekiq"] = {"memoryHigh": 1000, "memoryMax": 1500}
+    found = directives(unit_of(stage_from(existing_values)))
+    memory = {key: values for key, values in found.items() if key[1].startswith(("Memory", "OOM"))}
+    assert memory == {
+        ("Service", "MemoryHigh"): ["1000M"],
+        ("Service", "MemoryMax"): ["1500M"],
+        ("Service", "OOMPolicy"): ["continue"],
+        ("Service", "MemorySwapMax"): ["0"],
+    }
+
+
+def test_each_process_template_carries_its_own_limits(existing_values) -> None:
+    existing_values["sidekiq"] = {
+        "memoryHigh": 768,
+        "memoryMax": 1024,
+        "processes": [
+            {"name": "default"},
+            {"name": "low", "memoryHigh": 256, "memoryMax": 512},
+            {"name": "mail", "memoryMax": 4096},
+        ],
+    }
+    units = {
+        f.path.rsplit("/", 1)[1]: directives(f.content)
+        for f in render_files(stage_from(existing_values))
+        if f.path.endswith("@.service")
+    }
+    found = {
+        name: (unit[("Service", "MemoryHigh")], unit[("Service", "MemoryMax")])
+        for name, unit in units.items()
+    }
+    assert found == {
+        "sidekiq-default@.service": (["768M"], ["1024M"]),
+        "sidekiq-low@.service": (["256M"], ["512M"]),
+        "sidekiq-mail@.service": (["768M"], ["4096M"]),
+    }
+
+
+def test_a_process_limit_alone_leaves_the_other_processes_unlimited(existing_values) -> None:
+    existing_values["sidekiq"] = {"processes": [{"name": "default"}, {"name": "low", "memoryHigh": 300}]}
+    stage = stage_from(existing_values)
+    default, low = (directives(unit_of(stage, process=index)) for index in (0, 1))
+    assert not [key for key in default if key[1].startswith(("Memory", "OOM"))]
+    assert (low[("Service", "MemoryHigh")], low[("Service", "MemorySwapMax")]) == (["300M"], ["0"])
+    assert ("Service", "MemoryMax") not in low
+    assert ("Service", "OOMPolicy") not in low
+
+
+def test_a_unit_template_gets_the_memory_limits(existing_values, tmp_path: Path) -> None:
+    (tmp_path / "memory.j2").write_text("{{ memory_high }}|{{ memory_max }}\n")
+    existing_values["sidekiq"] = {
+        "unitTemplate": "memory.j2",
+        "memoryMax": 900,
+        "processes": [{"name": "default"}, {"name": "low", "memoryHigh": 400}],
+    }
+    stage = stage_from(existing_values)
+    assert unit_of(stage, project_dir=tmp_path, process=0) == HEADER + "None|900\n"
+    assert unit_of(stage, project_dir=tmp_path, process=1) == HEADER + "400|900\n"
+
+
+RECYCLE_TIMER = """\
+# Managed by sidekiq-fleet (pulumi up); local edits are overwritten.
+# sidekiq-fleet group: sidekiq
+[Unit]
+Description=Memory check of Sidekiq of example staging: recycles a slot above recycleAboveMiB
+# Started and stopped with sidekiq.target: a stopped group is never recycled.
+PartOf=sidekiq.target
+
+[Timer]
+OnActiveSec=30
+OnUnitActiveSec=30
+# systemd's default of 1 min would stretch a check of 30 s.
+AccuracySec=1s
+Unit=sidekiq-recycle.service
+
+[Install]
+WantedBy=sidekiq.target
+"""
+
+RECYCLE_SERVICE = """\
+# Managed by sidekiq-fleet (pulumi up); local edits are overwritten.
+# sidekiq-fleet group: sidekiq
+[Unit]
+Description=Recycle Sidekiq of example staging where a slot is above recycleAboveMiB
+
+[Service]
+Type=oneshot
+# A recycle starts a slot and waits for READY: no start timeout for a oneshot, as systemd's default.
+ExecStart=/usr/local/sbin/sidekiqctl recycle
+"""
+
+
+def recycling_stage(existing_values, **sidekiq) -> Stage:
+    existing_values["sidekiq"] = {"recycleAboveMiB": 512, **sidekiq}
+    return stage_from(existing_values)
+
+
+def test_recycle_units_read_exactly(existing_values) -> None:
+    stage = recycling_stage(existing_values)
+    assert render_recycle_timer(stage) == RECYCLE_TIMER
+    assert render_recycle_service(stage) == RECYCLE_SERVICE
+
+
+def test_the_timer_runs_at_the_shortest_check_of_the_processes_that_recycle(existing_values) -> None:
+    existing_values["sidekiq"] = {
+        # The stage's 20 s reaches mail too, which does not recycle: it does not count.
+        "recycleCheckSeconds": 20,
+        "processes": [
+            {"name": "default", "recycleAboveMiB": 512, "recycleCheckSeconds": 60},
+            {"name": "low", "recycleAboveMiB": 400, "recycleCheckSeconds": 45},
+            {"name": "mail"},
+            {"name": "bulk", "recycleAboveMiB": 900, "recycleCheckSeconds": 3600},
+        ],
+    }
+    stage = stage_from(existing_values)
+    assert recycle_period(stage) == 45
+    found = directives(render_recycle_timer(stage))
+    assert (found[("Timer", "OnActiveSec")], found[("Timer", "OnUnitActiveSec")]) == (["45"], ["45"])
+    assert "# systemd's default of 1 min would stretch a check of 45 s.\n" in render_recycle_timer(stage)
+
+
+def test_the_timer_period_is_the_default_30_s_or_the_stages_check(existing_values) -> None:
+    assert recycle_period(recycling_stage(existing_values)) == 30
+    assert recycle_period(recycling_stage(existing_values, recycleCheckSeconds=5)) == 5
+
+
+def test_the_recycle_units_follow_the_group_name(existing_values) -> None:
+    stage = recycling_stage(existing_values, unitName="worker", scope="user")
+    timer = directives(render_recycle_timer(stage))
+    assert timer[("Unit", "PartOf")] == ["worker.target"]
+    assert timer[("Install", "WantedBy")] == ["worker.target"]
+    assert timer[("Timer", "Unit")] == ["worker-recycle.service"]
+    assert timer[("Timer", "AccuracySec")] == ["1s"]
+    service = directives(render_recycle_service(stage))
+    assert service[("Service", "ExecStart")] == ["/usr/local/sbin/workerctl recycle"]
+    assert service[("Service", "Type")] == ["oneshot"]
+    for text in (render_recycle_timer(stage), render_recycle_service(stage)):
+        assert text.startswith(HEADER.replace("group: sidekiq", "group: worker"))
+        assert "example staging" in text
+
+
+def test_files_without_recycling_have_no_recycle_units(existing_values) -> None:
+    existing_values["sidekiq"] = {"memoryHigh": 512, "memoryMax": 1024}
+    names = [f.path.rsplit("/", 1)[1] for f in render_files(stage_from(existing_values))]
+    assert names == [
+        "sidekiq.target",
+        "sidekiq-default@.service",
+        "sidekiq-first-release.path",
+        "sidekiq-first-release.service",
+        "sidekiqctl",
+        "sidekiq-fleet-sidekiq",
+    ]
+
+
+def test_files_with_recycling_add_the_timer_and_its_service_after_the_other_units(existing_values) -> None:
+    existing_values["sidekiq"] = {"processes": [{"name": "default"}, {"name": "low", "recycleAboveMiB": 300}]}
+    stage = stage_from(existing_values)
+    files = render_files(stage)
+    staging = "/var/lib/sidekiq-fleet/staging/sidekiq"
+    assert [(f.role, f.path, f.mode, f.owner, f.group, f.staged_path, f.secret) for f in files] == [
+        ("unit", "/etc/systemd/system/sidekiq.target", "0644", "root", "root",
+         f"{staging}/sidekiq.target", False),
+        ("unit", "/etc/systemd/system/sidekiq-default@.service", "0644", "root", "root",
+         f"{staging}/sidekiq-default@.service", False),
+        ("unit", "/etc/systemd/system/sidekiq-low@.service", "0644", "root", "root",
+         f"{staging}/sidekiq-low@.service", False),
+        ("unit", "/etc/systemd/system/sidekiq-first-release.path", "0644", "root", "root",
+         f"{staging}/sidekiq-first-release.path", False),
+        ("unit", "/etc/systemd/system/sidekiq-first-release.service", "0644", "root", "root",
+         f"{staging}/sidekiq-first-release.service", False),
+        ("unit", "/etc/systemd/system/sidekiq-recycle.timer", "0644", "root", "root",
+         f"{staging}/sidekiq-recycle.timer", False),
+        ("unit", "/etc/systemd/system/sidekiq-recycle.service", "0644", "root", "root",
+         f"{staging}/sidekiq-recycle.service", False),
+        ("control", "/usr/local/sbin/sidekiqctl", "0755", "root", "root", f"{staging}/sidekiqctl", False),
+        ("sudoers", "/etc/sudoers.d/sidekiq-fleet-sidekiq", "0440", "root", "root",
+         f"{staging}/sidekiq-fleet-sidekiq", False),
+    ]  # fmt: skip
+    by_name = {f.path.rsplit("/", 1)[1]: f.content for f in files}
+    assert by_name["sidekiq-recycle.timer"] == render_recycle_timer(stage)
+    assert by_name["sidekiq-recycle.service"] == render_recycle_service(stage)
+
+
+def test_recycle_units_in_user_scope_are_the_users(existing_values) -> None:
+    existing_values["sidekiq"] = {"scope": "user", "user": "app", "recycleAboveMiB": 512}
+    files = [(f.role, f.path, f.mode, f.owner, f.group) for f in render_files(stage_from(existing_values))]
+    assert files == [
+        ("unit", "~app/.config/systemd/user/sidekiq.target", "0644", "app", "app"),
+        ("unit", "~app/.config/systemd/user/sidekiq-default@.service", "0644", "app", "app"),
+        ("unit", "~app/.config/systemd/user/sidekiq-first-release.path", "0644", "app", "app"),
+        ("unit", "~app/.config/systemd/user/sidekiq-first-release.service", "0644", "app", "app"),
+        ("unit", "~app/.config/systemd/user/sidekiq-recycle.timer", "0644", "app", "app"),
+        ("unit", "~app/.config/systemd/user/sidekiq-recycle.service", "0644", "app", "app"),
+        ("control", "/usr/local/sbin/sidekiqctl", "0755", "root", "root"),
+    ]
+
+
+def test_turning_recycling_on_changes_the_digest(existing_values) -> None:
+    before = files_digest(render_files(stage_from(existing_values)))
+    assert files_digest(render_files(recycling_stage(existing_values))) != before
+
+
+def control_lines(stage: Stage) -> list[str]:
+    return render_control(stage).splitlines()
+
+
+def test_the_control_script_knows_each_processes_memory_settings(existing_values) -> None:
+    existing_values["sidekiq"] = {
+        "unitName": "jobs",
+        "memoryMax": 2048,
+        "processes": [
+            {"name": "default", "recycleAboveMiB": 1500, "recycleCheckSeconds": 45},
+            {"name": "low", "memoryMax": 512, "recycleAboveMiB": 400, "recycleMinIntervalSeconds": 600},
+            {"name": "mail", "memoryHigh": 100},
+        ],
+    }
+    existing_values["rollout"] = {"healthySeconds": 7}
+    lines = control_lines(stage_from(existing_values))
+    # MiB and seconds, one per process in order; 0 where a limit is unset.
+    for line in [
+        "memory_max_mib=( 2048 512 2048 )",
+        "recycle_above_mib=( 1500 400 0 )",
+        "recycle_check=( 45 30 30 )",
+        "recycle_interval=( 300 600 300 )",
+        "recycle_timer=jobs-recycle.timer",
+        "recycle_service=jobs-recycle.service",
+        "healthy_seconds=7",
+    ]:
+        assert line in lines, line
+
+
+def test_the_control_script_without_memory_settings(existing_values) -> None:
+    lines = control_lines(stage_from(existing_values))
+    for line in [
+        "memory_max_mib=( 0 )",
+        "recycle_above_mib=( 0 )",
+        "recycle_check=( 30 )",
+        "recycle_interval=( 300 )",
+        "recycle_timer=sidekiq-recycle.timer",
+        "recycle_service=sidekiq-recycle.service",
+        "healthy_seconds=2",
+    ]:
+        assert line in lines, line
+    existing_values["rollout"] = {"healthySeconds": 0}
+    assert "healthy_seconds=0" in control_lines(stage_from(existing_values))
+
+
+@pytest.mark.parametrize("scope", ["system", "user"])
+def test_recycle_units_and_memory_limits_pass_systemd_analyze_verify_together(
+    existing_values, tmp_path: Path, scope: str
+) -> None:
+    """As install does it, with both limits and a recycling process in each scope."""
+    existing_values["sidekiq"] = {
+        "scope": scope,
+        "memoryHigh": 768,
+        "memoryMax": 1024,
+        "processes": [{"name": "default", "recycleAboveMiB": 512}, {"name": "low"}],
+    }
+    control = tmp_path / "control"
+    control.write_text("#!/bin/sh\n")
+    control.chmod(0o700)
+    paths = []
+    for file in render_files(stage_from(existing_values)):
+        if file.role == "unit":
+            path = tmp_path / file.path.rsplit("/", 1)[1]
+            path.write_text(file.content.replace("/usr/local/sbin/sidekiqctl ", f"{control} "))
+            paths.append(str(path))
+    assert [p.rsplit("/", 1)[1] for p in paths][-2:] == ["sidekiq-recycle.timer", "sidekiq-recycle.service"]
+    result = subprocess.run(["systemd-analyze", "verify", *paths], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "", result.stderr
+
+
+def test_systemd_analyze_reads_the_timer_and_warns_on_a_bad_value(existing_values, tmp_path: Path) -> None:
+    """The check is real for a timer too: a bad period is reported, naming the timer."""
+    stage = recycling_stage(existing_values)
+    timer = tmp_path / "sidekiq-recycle.timer"
+    timer.write_text(render_recycle_timer(stage).replace("OnActiveSec=30", "OnActiveSec=thirty"))
+    service = tmp_path / "sidekiq-recycle.service"
+    service.write_text(render_recycle_service(stage).replace("/usr/local/sbin/sidekiqctl", "/bin/true"))
+    target = tmp_path / "sidekiq.target"
+    target.write_text(render_target(stage))
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(target), str(timer), str(service)], capture_output=True, text=True
+    )
+    assert "sidekiq-recycle.timer" in result.stderr
+    assert "thirty" in result.stderr
