@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     helps = {
-        "status": "slot, state, MainPID, busy, release, memory and version of every process",
+        "status": "slot, state, MainPID, busy, release, memory, memory limit, last recycle and version of "
+        "every process",
         "quiet": "TSTP every process: no new jobs",
         "stop": "stop every slot gracefully",
         "start": "start the enabled slots",

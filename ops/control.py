@@ -27,11 +27,15 @@ STATUS_FIELDS = (
     "memory",
     "version",
     "sidekiq",
+    "limit",
+    "recycle",
+    "recycled",
 )
 # Fields a control script installed by an older sidekiq-fleet does not print yet; read as unknown until the
 # next `pulumi up` installs the new one.
-_NEWER_FIELDS = {"sidekiq"}
-_INTEGERS = {"pid", "busy", "concurrency", "memory"}
+_NEWER_FIELDS = {"sidekiq", "limit", "recycle", "recycled"}
+# limit (memoryMax) and recycle (recycleAboveMiB) are bytes, as memory is.
+_INTEGERS = {"pid", "busy", "concurrency", "memory", "limit", "recycle"}
 _FLAGS = {"enabled", "quiet"}
 
 
@@ -96,7 +100,8 @@ def parse_status(stdout: str) -> list[dict[str, Any]]:
         missing = [key for key in STATUS_FIELDS if key not in pairs and key not in _NEWER_FIELDS]
         if missing:
             raise StatusLineError(f"{line!r}: missing {', '.join(missing)}")
-        record = {key: None for key in _NEWER_FIELDS}
+        # In the order of the fields, whatever the line's order; a newer field that is missing is unknown.
+        record: dict[str, Any] = dict.fromkeys(STATUS_FIELDS)
         record.update((key, _value(key, text)) for key, text in pairs.items())
         records.append(record)
     return records
@@ -116,7 +121,7 @@ def _memory(value: int | None) -> str:
 
 STATUS_COLUMNS = (
     *("HOST", "PROCESS", "SLOT", "ENABLED", "STATE", "PID", "SINCE", "BUSY", "QUIET", "MEMORY"),
-    *("SIDEKIQ", "VERSION", "RELEASE"),
+    *("MAX", "RECYCLE AT", "RECYCLED", "SIDEKIQ", "VERSION", "RELEASE"),
 )
 
 
@@ -136,6 +141,9 @@ def status_table(rows: list[tuple[str, dict[str, Any]]]) -> str:
                 f"{_show(record['busy'])}/{_show(record['concurrency'])}",
                 _show(record["quiet"]),
                 _memory(record["memory"]),
+                _memory(record["limit"]),
+                _memory(record["recycle"]),
+                _show(record["recycled"]),
                 _show(record["sidekiq"]),
                 _show(record["version"]),
                 _show(record["release"]),

@@ -200,14 +200,15 @@ def test_the_target_is_the_deploy_user_never_the_login_user(fleet):
 DOC_LINE = (
     "process=default slot=a enabled=yes state=active pid=1234 since=2026-11-28T10:00:00+00:00 busy=0 "
     "concurrency=5 quiet=no release=/var/www/example/local/releases/20261128100000 memory=123456789 "
-    "version=local-1 sidekiq=6.4.1"
+    "version=local-1 sidekiq=6.4.1 limit=1073741824 recycle=805306368 recycled=2026-11-28T09:40:12+00:00"
 )
+# With no memoryMax, recycleAboveMiB or recycle: the line of a stage without them.
 DRAINING = (
     "process=default slot=b enabled=no state=active pid=987 since=2026-11-28T09:00:00+00:00 busy=3 "
     "concurrency=5 quiet=yes release=/var/www/example/local/releases/20261127090000 memory=104857600 "
-    "version=- sidekiq=7.3.2"
+    "version=- sidekiq=7.3.2 limit=- recycle=- recycled=-"
 )
-# As a control script installed before the sidekiq field prints it.
+# As a control script installed before the sidekiq, limit, recycle and recycled fields prints it.
 STOPPED = (
     "process=critical slot=a enabled=yes state=inactive pid=- since=- busy=- concurrency=- quiet=- release=- "
     'memory=- version="a b"'
@@ -231,6 +232,9 @@ def test_parse_status_reads_every_field():
             "memory": 123456789,
             "version": "local-1",
             "sidekiq": "6.4.1",
+            "limit": 1073741824,
+            "recycle": 805306368,
+            "recycled": "2026-11-28T09:40:12+00:00",
         },
         {
             "process": "default",
@@ -246,6 +250,9 @@ def test_parse_status_reads_every_field():
             "memory": 104857600,
             "version": None,
             "sidekiq": "7.3.2",
+            "limit": None,
+            "recycle": None,
+            "recycled": None,
         },
         {
             "process": "critical",
@@ -261,6 +268,9 @@ def test_parse_status_reads_every_field():
             "memory": None,
             "version": "a b",
             "sidekiq": None,
+            "limit": None,
+            "recycle": None,
+            "recycled": None,
         },
     ]
     assert control.parse_status("") == []
@@ -272,6 +282,8 @@ def test_parse_status_reads_every_field():
         (DOC_LINE.replace(" memory=123456789", ""), "missing memory"),
         (DOC_LINE.replace("slot=a enabled=yes ", ""), "missing slot, enabled"),
         (DOC_LINE.replace("pid=1234", "pid=12x"), "pid=12x: expected an integer or -"),
+        (DOC_LINE.replace("limit=1073741824", "limit=1G"), "limit=1G: expected an integer or -"),
+        (DOC_LINE.replace("recycle=805306368", "recycle=768M"), "recycle=768M: expected an integer or -"),
         (DOC_LINE.replace("busy=0", "busy="), "busy=: expected an integer or -"),
         (DOC_LINE.replace("quiet=no", "quiet=false"), "quiet=false: expected yes, no or -"),
         (DOC_LINE.replace("enabled=yes", "enabled=1"), "enabled=1: expected yes, no or -"),
@@ -291,12 +303,34 @@ def test_status_table():
     table = control.status_table([("web1", records[0]), ("web-two", records[1])])
     assert table.splitlines() == [
         "HOST     PROCESS   SLOT  ENABLED  STATE     PID   SINCE                      BUSY  QUIET  MEMORY  "
-        "SIDEKIQ  VERSION  RELEASE",
+        "MAX    RECYCLE AT  RECYCLED                   SIDEKIQ  VERSION  RELEASE",
         "web1     default   a     yes      active    1234  2026-11-28T10:00:00+00:00  0/5   no     118M    "
-        "6.4.1    local-1  /var/www/example/local/releases/20261128100000",
+        "1024M  768M        2026-11-28T09:40:12+00:00  6.4.1    local-1  "
+        "/var/www/example/local/releases/20261128100000",
         "web-two  critical  a     yes      inactive  -     -                          -/-   -      -       "
-        "-        a b      -",
+        "-      -           -                          -        a b      -",
     ]
+
+
+def test_status_table_of_a_slot_without_limits_or_recycles():
+    (record,) = control.parse_status(DRAINING)
+    assert control.status_table([("web1", record)]).splitlines() == [
+        "HOST  PROCESS  SLOT  ENABLED  STATE   PID  SINCE                      BUSY  QUIET  MEMORY  MAX  "
+        "RECYCLE AT  RECYCLED  SIDEKIQ  VERSION  RELEASE",
+        "web1  default  b     no       active  987  2026-11-28T09:00:00+00:00  3/5   yes    100M    -    "
+        "-           -         7.3.2    -        /var/www/example/local/releases/20261127090000",
+    ]
+
+
+def test_the_newer_fields_are_the_last_four_and_an_older_line_reads_them_as_unknown():
+    assert control.STATUS_FIELDS[-4:] == ("sidekiq", "limit", "recycle", "recycled")
+    older = DOC_LINE.partition(" sidekiq=")[0]
+    (record,) = control.parse_status(older)
+    assert (record["sidekiq"], record["limit"], record["recycle"], record["recycled"]) == (None,) * 4
+    assert record["memory"] == 123456789
+    # Keys in the order of the fields, as `status --json` prints them, for old and new lines alike.
+    assert list(record) == list(control.STATUS_FIELDS)
+    assert list(control.parse_status(DOC_LINE)[0]) == list(control.STATUS_FIELDS)
 
 
 # --- inventories ---------------------------------------------------------------------------------
@@ -445,7 +479,7 @@ def test_report_status_table_and_json(fleet):
     out = io.StringIO()
     assert cli.report(fleet, "status", [good, garbled], 1.0, as_json=False, out=out) == 1
     lines = out.getvalue().splitlines()
-    assert lines[0].split() == list(control.STATUS_COLUMNS)
+    assert lines[0].split() == " ".join(control.STATUS_COLUMNS).split()
     assert lines[1].split()[:6] == ["web1", "default", "a", "yes", "active", "1234"]
     assert lines[2].split()[:6] == ["web1", "default", "b", "no", "active", "987"]
     # Each host once: web1 in the table only, web2 (no rows) on a line of its own.
