@@ -80,6 +80,29 @@ def before(run: Run, first: str, second: str) -> bool:
     return run.position(first) < run.position(second)
 
 
+# For the tests of something other than the health window: the old slot quiets at READY.
+NO_HEALTH = {"healthySeconds": 0}
+NEW_PID = 4343
+
+
+def clock_moves_with_sleep(host: FakeHost) -> None:
+    """date +%s says EPOCH plus the seconds slept so far: time passes only while the script sleeps."""
+    slept = '$(cat "$FAKE_DIR/slept" 2>/dev/null || echo 0)'
+    host.on("sleep", "*", f'echo $(({slept} + $1)) >"$FAKE_DIR/slept"')
+    host.on("date", "+%s", f"echo $(({EPOCH} + {slept}))")
+
+
+def comes_up_healthy(host: FakeHost, unit: str) -> None:
+    """The new slot: stopped until its start, then active as NEW_PID, with no restart and a heartbeat in
+    its title; the clock moves as the script sleeps. Call it before serving_a: earlier rules win."""
+    slot(host, unit, "inactive", "active")
+    host.on("systemctl", f"show -p MainPID --value {unit}", f"echo {NEW_PID}")
+    host.on("systemctl", f"show -p NRestarts --value {unit}", "echo 0")
+    host.on("systemctl", f"show -p InvocationID --value {unit}", "echo 5eed")
+    host.on("ps", f"-o args= -p {NEW_PID}", title(0, stopping=False))
+    clock_moves_with_sleep(host)
+
+
 # --- rendering ------------------------------------------------------------------------------------
 
 
@@ -186,7 +209,7 @@ def test_usage_errors_exit_2_before_touching_systemd(host, existing_values) -> N
 
 def test_a_changing_verb_takes_the_lock_before_touching_systemd(host, existing_values) -> None:
     serving_a(host)
-    run = run_ctl(host, stage_values(existing_values), "restart")
+    run = run_ctl(host, stage_values(existing_values, rollout=NO_HEALTH), "restart")
     assert run.returncode == 0, run.stderr
     # sidekiq.timeout 25: 3 x 25 + 60 s, more than a restart that waits for a drain, then stops a slot.
     assert run.calls.index("flock -w 135 9") < min(run.calls.index(c) for c in run.ran("systemctl"))
@@ -196,7 +219,7 @@ def test_the_system_lock_is_in_a_directory_only_root_can_open(host, existing_val
     """flock works on a read-only descriptor: a lock file deploy could open, deploy could hold."""
     serving_a(host)
     script = host.root / "sidekiqctl"
-    script.write_text(render_control(stage_from(stage_values(existing_values))))
+    script.write_text(render_control(stage_from(stage_values(existing_values, rollout=NO_HEALTH))))
     run = host.run(
         f"SIDEKIQ_FLEET_HOST=web1 bash {script} restart >/dev/null; "
         "/usr/bin/stat -c '%a %U %F' /run/sidekiq-fleet /run/sidekiq-fleet/sidekiq.lock"
@@ -238,11 +261,36 @@ def test_status_logs_and_drain_take_no_lock(host, existing_values) -> None:
 def test_overlap_starts_new_at_ready_then_quiets_old_and_leaves_the_drain_to_systemd(
     host, existing_values
 ) -> None:
+    comes_up_healthy(host, B)
     serving_a(host)
-    run = run_ctl(host, stage_values(existing_values), "restart", "v2")
+    run = run_ctl(host, stage_values(existing_values), "restart", "v2")  # rollout.healthySeconds: 2
     assert run.returncode == 0, run.stderr
     assert before(run, f"systemctl reset-failed {B}", f"systemctl start {B}")
     assert before(run, f"systemctl start {B}", f"systemctl kill --kill-whom=main -s TSTP {A}")
+    # The health window, between READY (the start job's end) and anything done to the old slot: B's
+    # state, restarts, main PID and title, for 2 s of sleep.
+    health = [
+        f"systemctl show -p NRestarts --value {B}",
+        f"systemctl show -p MainPID --value {B}",
+        f"ps -o args= -p {NEW_PID}",
+        f"systemctl show -p ActiveState --value {B}",
+        "sleep 1",
+    ]
+    started = run.position(f"systemctl start {B}")
+    for call in health:
+        assert call in run.calls[started:], call
+    last_health_call = max(i for i, call in enumerate(run.calls) if call in health)
+    assert last_health_call < run.position(f"systemctl enable --quiet {B}")
+    assert last_health_call < run.position(f"systemctl disable --quiet {A}")
+    assert last_health_call < run.position(f"systemctl kill --kill-whom=main -s TSTP {A}")
+    assert run.ran("sleep") == ["sleep 1", "sleep 1"]
+    said = [
+        f"{SAY}process default: {B} is ready\n",
+        f"{SAY}process default: {B} stayed up 2 s after READY, with a heartbeat\n",
+        f"{SAY}sent TSTP to the main process of {A}\n",
+    ]
+    assert [run.stdout.find(line) for line in said] == sorted(run.stdout.find(line) for line in said)
+    assert -1 not in [run.stdout.find(line) for line in said]
     # Never a moment with no slot enabled.
     assert before(run, f"systemctl enable --quiet {B}", f"systemctl disable --quiet {A}")
     assert before(run, f"systemctl disable --quiet {A}", f"systemctl kill --kill-whom=main -s TSTP {A}")
@@ -252,18 +300,19 @@ def test_overlap_starts_new_at_ready_then_quiets_old_and_leaves_the_drain_to_sys
     ]
     assert f"systemctl stop {A}" not in run.calls  # the drain unit stops it, not the deploy
     assert f"systemctl restart {A}" not in run.calls
-    assert run.ran("sleep") == []
-    assert f"{SAY}process default: {B} is ready\n" in run.stdout
     assert f"{SAY}restarted for version v2\n" in run.stdout
     assert host.file(VERSION_FILE) == "v2\n"
 
 
 def test_overlap_from_slot_b_goes_back_to_a(host, existing_values) -> None:
-    slot(host, A, "inactive")
+    comes_up_healthy(host, A)
     slot(host, B, "active", enabled=True)
     run = run_ctl(host, stage_values(existing_values), "restart")
     assert run.returncode == 0, run.stderr
     assert before(run, f"systemctl start {A}", f"systemctl kill --kill-whom=main -s TSTP {B}")
+    assert before(run, f"systemctl start {A}", f"systemctl show -p NRestarts --value {A}")
+    assert before(run, f"systemctl show -p NRestarts --value {A}", f"systemctl enable --quiet {A}")
+    assert f"{SAY}process default: {A} stayed up 2 s after READY, with a heartbeat\n" in run.stdout
     assert before(run, f"systemctl enable --quiet {A}", f"systemctl disable --quiet {B}")
     assert run.ran("systemd-run")[0].endswith(f"{CTL} drain default b")
     assert host.file(VERSION_FILE) is None  # no VERSION, no version file
@@ -331,7 +380,7 @@ def test_a_slot_still_draining_is_waited_for_then_started(host, existing_values)
     slot(host, B, "active", "active", "inactive")
     slot(host, "sidekiq-default-drain-b.service", "active")
     host.on("date", "+%s", f"echo {EPOCH}", f"echo {EPOCH + 1}", f"echo {EPOCH + 3}")
-    run = run_ctl(host, stage_values(existing_values), "restart")
+    run = run_ctl(host, stage_values(existing_values, rollout=NO_HEALTH), "restart")
     assert run.returncode == 0, run.stderr
     assert (
         f"{SAY}process default: {B} was still draining from a previous deploy; waited 3 s for it to end\n"
@@ -348,7 +397,7 @@ def test_a_slot_draining_past_the_timeout_is_stopped_before_it_starts_again(host
     slot(host, "sidekiq-default-drain-b.service", "active")
     # began, then one check before the deadline, then one at it (sidekiq.timeout, 25 s).
     host.on("date", "+%s", f"echo {EPOCH}", f"echo {EPOCH + 24}", f"echo {EPOCH + 25}")
-    run = run_ctl(host, stage_values(existing_values), "restart")
+    run = run_ctl(host, stage_values(existing_values, rollout=NO_HEALTH), "restart")
     assert run.returncode == 0, run.stderr
     assert (
         f"{SAY}process default: {B} still drains from a previous deploy after 25 s; stopping it now, "
@@ -365,7 +414,7 @@ def test_a_running_slot_that_is_neither_enabled_nor_draining_is_stopped_at_once(
 ) -> None:
     slot(host, A, "active", enabled=True)
     slot(host, B, "active")
-    run = run_ctl(host, stage_values(existing_values), "restart")
+    run = run_ctl(host, stage_values(existing_values, rollout=NO_HEALTH), "restart")
     assert run.returncode == 0, run.stderr
     assert f"{SAY}process default: {B} runs but is neither enabled nor draining; stopping it\n" in run.stdout
     assert before(run, f"systemctl stop {B}", f"systemctl start {B}")
@@ -389,7 +438,7 @@ def test_memory_guard_falls_back_to_restart_and_says_so(
     host.on("systemctl", f"show -p MemoryCurrent --value {A}", f"echo '{memory_current}'")
     host.on("ps", "-o rss= -p 4242", f"echo '  {rss_kib}'")
     host.meminfo(available_kib)
-    run = run_ctl(host, stage_values(existing_values), "restart")
+    run = run_ctl(host, stage_values(existing_values, rollout=NO_HEALTH), "restart")
     assert run.returncode == 0, run.stderr
     if fits:
         assert f"systemctl start {B}" in run.calls
@@ -409,7 +458,8 @@ def test_memory_unknown_overlaps_and_says_so(host, existing_values) -> None:
     slot(host, B, "inactive")
     host.on("systemctl", f"show -p MemoryCurrent --value {A}", "echo '[not set]'")
     host.on("ps", "-o rss= -p 4242", "exit 1")
-    run = run_ctl(host, stage_values(existing_values), "restart")
+    run = run_ctl(host, stage_values(existing_values, rollout=NO_HEALTH), "restart")
+    assert run.returncode == 0, run.stderr
     assert f"{SAY}process default: the memory of {A} is unknown; overlapping without the memory guard\n" in (
         run.stdout
     )
@@ -543,7 +593,7 @@ def test_migration_starts_slot_a_before_quieting_the_legacy_unit(host, existing_
     slot(host, A, "inactive")
     slot(host, B, "inactive")
     slot(host, "sidekiq.service", "active", enabled=True)
-    run = run_ctl(host, stage_values(existing_values), "restart", "v2")
+    run = run_ctl(host, stage_values(existing_values, rollout=NO_HEALTH), "restart", "v2")
     assert run.returncode == 0, run.stderr
     assert before(run, f"systemctl start {A}", f"systemctl enable --quiet {A}")
     assert before(run, f"systemctl enable --quiet {A}", "systemctl disable --quiet sidekiq.service")
@@ -561,7 +611,8 @@ def test_no_second_migration_while_the_legacy_unit_drains(host, existing_values)
     host.seed(f"{UNITS}/sidekiq.service", MANAGED)
     slot(host, "sidekiq-default-drain-legacy.service", "active")
     serving_a(host)
-    run = run_ctl(host, stage_values(existing_values), "restart")
+    run = run_ctl(host, stage_values(existing_values, rollout=NO_HEALTH), "restart")
+    assert run.returncode == 0, run.stderr
     assert "migrating" not in run.stdout
     assert before(run, f"systemctl start {B}", f"systemctl kill --kill-whom=main -s TSTP {A}")
 
@@ -581,7 +632,8 @@ def test_a_stopped_legacy_unit_is_removed_then_slot_a_started(host, existing_val
 def test_a_sidekiq_service_that_is_not_ours_is_left_alone(host, existing_values) -> None:
     host.seed(f"{UNITS}/sidekiq.service", "# the team's own unit\n")
     serving_a(host)
-    run = run_ctl(host, stage_values(existing_values), "restart")
+    run = run_ctl(host, stage_values(existing_values, rollout=NO_HEALTH), "restart")
+    assert run.returncode == 0, run.stderr
     assert "migrating" not in run.stdout
     assert host.file(f"{UNITS}/sidekiq.service") == "# the team's own unit\n"
 
@@ -603,7 +655,7 @@ def test_prune_removes_only_this_groups_undeclared_processes(host, existing_valu
     # Another stage's group whose name starts like ours.
     host.seed(f"{UNITS}/sidekiq-eu-default@.service", MANAGED + "# sidekiq-fleet group: sidekiq-eu\n")
     serving_a(host)
-    run = run_ctl(host, stage_values(existing_values), "restart")
+    run = run_ctl(host, stage_values(existing_values, rollout=NO_HEALTH), "restart")
     assert run.returncode == 0, run.stderr
     low = ["sidekiq-low@a.service", "sidekiq-low@b.service"]
     for drain in ("sidekiq-low-drain-a.service", "sidekiq-low-drain-b.service"):
@@ -622,7 +674,8 @@ def test_prune_removes_only_this_groups_undeclared_processes(host, existing_valu
 def test_nothing_to_prune_means_no_daemon_reload(host, existing_values) -> None:
     host.seed(f"{UNITS}/sidekiq-default@.service", MANAGED + "# sidekiq-fleet group: sidekiq\n")
     serving_a(host)
-    run = run_ctl(host, stage_values(existing_values), "restart")
+    run = run_ctl(host, stage_values(existing_values, rollout=NO_HEALTH), "restart")
+    assert run.returncode == 0, run.stderr
     assert "systemctl daemon-reload" not in run.calls
 
 
@@ -718,12 +771,12 @@ def test_status_prints_one_logfmt_line_per_enabled_or_running_slot(host, existin
     assert run.stdout.splitlines() == [
         "process=default slot=a enabled=yes state=active pid=4242 since=2025-11-28T10:00:00+00:00 busy=3 "
         "concurrency=5 quiet=no release=/home/deploy/www/releases/2 memory=123456789 version=v7 "
-        "sidekiq=6.4.1",
+        "sidekiq=6.4.1 limit=- recycle=- recycled=-",
         "process=default slot=b enabled=no state=deactivating pid=4343 since=2025-11-28T09:01:01+00:00 "
         'busy=1 concurrency=6 quiet=yes release="/home/deploy/www/releases/old one" memory=2097152 version=- '
-        "sidekiq=7.3.2",
+        "sidekiq=7.3.2 limit=- recycle=- recycled=-",
         "process=low slot=b enabled=yes state=activating pid=- since=- busy=- concurrency=- quiet=- "
-        "release=- memory=- version=v7 sidekiq=-",
+        "release=- memory=- version=v7 sidekiq=- limit=- recycle=- recycled=-",
     ]
 
 
@@ -742,7 +795,7 @@ def test_status_prints_no_sidekiq_version_that_is_not_one(host, existing_values,
     slot(host, B, "inactive")
     host.on("ps", "-o args= -p 4242", f"echo {shlex.quote(process_title)}")
     run = run_ctl(host, stage_values(existing_values), "status")
-    assert run.stdout.rstrip().endswith(" sidekiq=-"), run.stdout
+    assert run.stdout.rstrip().endswith(" sidekiq=- limit=- recycle=- recycled=-"), run.stdout
 
 
 def test_status_does_not_print_a_version_file_that_is_not_a_version(host, existing_values) -> None:
@@ -807,7 +860,9 @@ def test_user_scope_run_as_root_runs_itself_again_as_deploy(host, existing_value
     slot(host, A, "active", enabled=True, prefix="--user ")
     slot(host, B, "inactive", prefix="--user ")
     host.meminfo(8 * 1024 * 1024)
-    run = run_ctl(host, stage_values(existing_values, sidekiq={"scope": "user"}), "restart", "v2")
+    run = run_ctl(
+        host, stage_values(existing_values, rollout=NO_HEALTH, sidekiq={"scope": "user"}), "restart", "v2"
+    )
     assert run.returncode == 0, run.stderr
     assert run.ran("runuser") == [f"{AS_DEPLOY} {CTL} restart v2"]
     # Before it, root looked up deploy's uid and nothing else.
@@ -1127,7 +1182,11 @@ def test_a_stopped_unit_to_adopt_is_disabled_and_its_files_kept(host, existing_v
     adopting(host, "sidekiq.service", "inactive")
     host.on("systemctl", "show -p FragmentPath --value sidekiq.service", f"echo {SEED}")
     host.on("systemctl", "show -p DropInPaths --value sidekiq.service", f"echo {SEED}.d/override.conf")
-    run = run_ctl(host, stage_values(existing_values, sidekiq={"adopt": ["sidekiq.service"]}), "restart")
+    run = run_ctl(
+        host,
+        stage_values(existing_values, rollout=NO_HEALTH, sidekiq={"adopt": ["sidekiq.service"]}),
+        "restart",
+    )
     assert run.returncode == 0, run.stderr
     assert host.file(f"{SAVED}/sidekiq.service") == "[Service]\nExecStart=/bin/seed\n"
     assert host.file(f"{SAVED}/sidekiq.service.d/override.conf") == "[Service]\nRestart=no\n"
@@ -1146,7 +1205,11 @@ def test_an_adopted_unit_file_that_is_a_link_is_removed_never_read(host, existin
     host.symlink(SEED, "/home/deploy/evil.service")
     adopting(host, "sidekiq.service", "inactive")
     host.on("systemctl", "show -p FragmentPath --value sidekiq.service", f"echo {SEED}")
-    run = run_ctl(host, stage_values(existing_values, sidekiq={"adopt": ["sidekiq.service"]}), "restart")
+    run = run_ctl(
+        host,
+        stage_values(existing_values, rollout=NO_HEALTH, sidekiq={"adopt": ["sidekiq.service"]}),
+        "restart",
+    )
     assert run.returncode == 0, run.stderr
     assert host.removed(SEED)
     assert host.file(f"{SAVED}/sidekiq.service") is None
@@ -1161,7 +1224,12 @@ def test_a_package_unit_to_adopt_is_disabled_and_left_in_place(host, existing_va
         "show -p FragmentPath --value sidekiq.service",
         "echo /usr/lib/systemd/system/sidekiq.service",
     )
-    run = run_ctl(host, stage_values(existing_values, sidekiq={"adopt": ["sidekiq.service"]}), "restart")
+    run = run_ctl(
+        host,
+        stage_values(existing_values, rollout=NO_HEALTH, sidekiq={"adopt": ["sidekiq.service"]}),
+        "restart",
+    )
+    assert run.returncode == 0, run.stderr
     assert "systemctl disable --quiet sidekiq.service" in run.calls
     assert not [c for c in run.calls if c.startswith("rm ") and "sidekiq.service" in c]
     assert (
@@ -1174,7 +1242,11 @@ def test_nothing_left_to_adopt_says_nothing(host, existing_values) -> None:
     serving_a(host)
     host.on("systemctl", "show -p LoadState --value sidekiq.service", "echo not-found")
     host.on("systemctl", "--user show -p LoadState --value sidekiq.service", "echo not-found")
-    run = run_ctl(host, stage_values(existing_values, sidekiq={"adopt": ["sidekiq.service"]}), "restart")
+    run = run_ctl(
+        host,
+        stage_values(existing_values, rollout=NO_HEALTH, sidekiq={"adopt": ["sidekiq.service"]}),
+        "restart",
+    )
     assert run.returncode == 0, run.stderr
     assert "adopt" not in run.stdout
     assert not [c for c in run.systemctl_changes() if "sidekiq.service" in c]
@@ -1184,7 +1256,11 @@ def test_no_second_adoption_while_the_first_drains(host, existing_values) -> Non
     serving_a(host)
     adopting(host, "sidekiq.service", "active")
     slot(host, "sidekiq-adopted-drain-0.service", "active")
-    run = run_ctl(host, stage_values(existing_values, sidekiq={"adopt": ["sidekiq.service"]}), "restart")
+    run = run_ctl(
+        host,
+        stage_values(existing_values, rollout=NO_HEALTH, sidekiq={"adopt": ["sidekiq.service"]}),
+        "restart",
+    )
     assert run.returncode == 0, run.stderr
     assert "systemctl kill --kill-whom=main -s TSTP sidekiq.service" not in run.calls
 
@@ -1196,7 +1272,9 @@ def test_a_user_unit_is_adopted_through_deploys_manager_as_deploy(host, existing
     host.seed(unit, "[Service]\nExecStart=bundle exec sidekiq\n")
     adopting(host, name, "inactive", prefix="--user ")
     host.on("systemctl", f"--user show -p FragmentPath --value {name}", f"echo {unit}")
-    run = run_ctl(host, stage_values(existing_values, sidekiq={"adopt": [name]}), "restart")
+    run = run_ctl(
+        host, stage_values(existing_values, rollout=NO_HEALTH, sidekiq={"adopt": [name]}), "restart"
+    )
     assert run.returncode == 0, run.stderr
     assert host.file(f"{SAVED}/{name}") == "[Service]\nExecStart=bundle exec sidekiq\n"
     assert host.file(unit) is None
@@ -1287,7 +1365,9 @@ def test_a_unit_of_a_resting_user_manager_is_put_away_as_deploy(host, existing_v
     resting_manager_with(host, CAP_NAME, CAP_TEXT)
     host.seed(f"{CAP_FILE}.d/env.conf", "[Service]\nEnvironment=A=1\n")
     host.on("systemctl", f"show -p LoadState --value {CAP_NAME}", "echo not-found")
-    run = run_ctl(host, stage_values(existing_values, sidekiq={"adopt": [CAP_NAME]}), "restart")
+    run = run_ctl(
+        host, stage_values(existing_values, rollout=NO_HEALTH, sidekiq={"adopt": [CAP_NAME]}), "restart"
+    )
     assert run.returncode == 0, run.stderr
     assert host.file(f"{SAVED}/{CAP_NAME}") == CAP_TEXT
     assert host.file(f"{SAVED}/{CAP_NAME}.d/env.conf") == "[Service]\nEnvironment=A=1\n"
@@ -1309,3 +1389,544 @@ def test_foreign_never_names_this_groups_slots_whatever_their_file_says(host, ex
     run = run_ctl(host, stage_values(existing_values), "foreign")
     assert run.returncode == 0, run.stderr
     assert [line.split()[1] for line in run.stdout.splitlines()] == ["sidekiq-default@c.service"]
+
+
+# --- memory recycling and the health window (issue 19) --------------------------------------------
+
+MIB = 1024 * 1024
+RECORD = "/var/lib/sidekiq-fleet/sidekiq/recycled-default"
+RECORD_LOW = "/var/lib/sidekiq-fleet/sidekiq/recycled-low"
+CHECKED = "/run/sidekiq-fleet/sidekiq-checked-default"
+CHECKED_LOW = "/run/sidekiq-fleet/sidekiq-checked-low"
+LOCK = "/run/sidekiq-fleet/sidekiq.lock"
+ABOVE = f"{SAY}process default: {A} uses 600 MiB (MemoryCurrent), above recycleAboveMiB 512 MiB"
+
+
+def recycling(existing_values: dict[str, Any], **sidekiq: Any) -> dict[str, Any]:
+    """A stage that recycles above 512 MiB (checks every 30 s, at most once per 300 s, by default)."""
+    return stage_values(existing_values, sidekiq={"recycleAboveMiB": 512, **sidekiq})
+
+
+def run_ctl_in(host: FakeHost, values: dict[str, Any], *args: str, before: str = "", after: str = "") -> Run:
+    """run_ctl in system scope, with the test's own shell lines before and after the script; they call
+    programs by path, so that the fakes do not log them."""
+    script = host.root / "sidekiqctl"
+    script.write_text(render_control(stage_from(values)))
+    words = " ".join(shlex.quote(a) for a in args)
+    return host.run(
+        f"{before}\nrc=0\nSIDEKIQ_FLEET_HOST=web1 bash {script} {words} || rc=$?\n{after}\nexit $rc"
+    )
+
+
+def serving_a_at(host: FakeHost, memory_current: str, available_kib: int = 8 * 1024 * 1024) -> None:
+    """Slot a enabled, active and fetching (its title does not end in "stopping") at this MemoryCurrent;
+    slot b comes up healthy when started."""
+    comes_up_healthy(host, B)
+    slot(host, A, "active", enabled=True)
+    host.on("systemctl", f"show -p MemoryCurrent --value {A}", f"echo '{memory_current}'")
+    host.on("ps", "-o args= -p 4242", title(1, stopping=False))
+    host.meminfo(available_kib)
+
+
+def assert_nothing_started(run: Run) -> None:
+    assert run.returncode == 0, run.stderr
+    assert run.systemctl_changes() == []
+    assert run.ran("systemd-run") == []
+
+
+def test_recycle_replaces_a_slot_above_the_limit_like_a_deploy_and_records_it(host, existing_values) -> None:
+    serving_a_at(host, str(600 * MIB))
+    host.seed(VERSION_FILE, "v1\n")
+    run = run_ctl(host, recycling(existing_values), "recycle")
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == ""  # no check file and no record yet: nothing to complain of
+    assert run.ran("flock") == ["flock -n 9"]
+    assert run.stdout.splitlines()[0] == f"{ABOVE}; recycling it"
+    # The overlap of a deploy: b starts, proves healthy for 2 s, then a quiets and drains.
+    assert before(run, f"systemctl start {B}", f"systemctl show -p NRestarts --value {B}")
+    assert before(run, f"systemctl show -p NRestarts --value {B}", f"systemctl enable --quiet {B}")
+    assert run.ran("sleep") == ["sleep 1", "sleep 1"]
+    assert before(run, "sleep 1", f"systemctl enable --quiet {B}")
+    assert before(run, f"systemctl enable --quiet {B}", f"systemctl disable --quiet {A}")
+    assert before(run, f"systemctl disable --quiet {A}", f"systemctl kill --kill-whom=main -s TSTP {A}")
+    assert run.ran("systemd-run") == [
+        "systemd-run --unit=sidekiq-default-drain-a.service --collect --quiet "
+        f"--description=drain {A} -E SIDEKIQ_FLEET_HOST=web1 {CTL} drain default a"
+    ]
+    assert f"systemctl stop {A}" not in run.calls
+    assert run.stdout.splitlines()[-1] == f"{SAY}process default: recycled {A} at 600 MiB"
+    # When (the clock before any sleep) and how much, written before b started.
+    assert host.file(RECORD) == f"{EPOCH} 629145600\n"
+    assert host.mode_owner(RECORD)[1:] == (0, 0)
+    # No deploy: no version change, the target and the path unit untouched.
+    assert host.file(VERSION_FILE) == "v1\n"
+    assert not [c for c in run.calls if "sidekiq.target" in c or "first-release" in c]
+
+
+@pytest.mark.parametrize(
+    ("memory_current", "recycles"),
+    [
+        (str(500 * MIB), False),
+        (str(512 * MIB), False),  # exactly at the limit: only above it
+        (str(512 * MIB + 1), True),
+    ],
+)
+def test_recycle_only_above_the_limit(host, existing_values, memory_current, recycles) -> None:
+    serving_a_at(host, memory_current)
+    run = run_ctl(host, recycling(existing_values), "recycle")
+    assert run.returncode == 0, run.stderr
+    if recycles:
+        assert f"systemctl start {B}" in run.calls
+        assert run.stdout.splitlines()[0] == (
+            f"{SAY}process default: {A} uses 512 MiB (MemoryCurrent), above recycleAboveMiB 512 MiB; "
+            "recycling it"
+        )
+        assert host.file(RECORD) == f"{EPOCH} 536870913\n"
+    else:
+        assert_nothing_started(run)
+        assert run.stdout == ""
+        assert host.file(RECORD) is None
+        assert f"systemctl show -p MemoryCurrent --value {A}" in run.calls  # it did look
+
+
+def test_recycle_reads_the_rss_of_the_main_pid_where_cgroups_give_no_memory(host, existing_values) -> None:
+    serving_a_at(host, "[not set]")
+    host.on("ps", "-o rss= -p 4242", "echo ' 614400'")  # KiB: 600 MiB
+    run = run_ctl(host, recycling(existing_values), "recycle")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines()[0] == (
+        f"{SAY}process default: {A} uses 600 MiB (RSS of PID 4242), above recycleAboveMiB 512 MiB; "
+        "recycling it"
+    )
+    assert f"systemctl start {B}" in run.calls
+    assert host.file(RECORD) == f"{EPOCH} 629145600\n"
+
+
+def test_recycle_takes_the_cgroups_memory_over_the_rss(host, existing_values) -> None:
+    serving_a_at(host, str(600 * MIB))
+    host.on("ps", "-o rss= -p 4242", "echo ' 1024'")  # 1 MiB: would be below
+    run = run_ctl(host, recycling(existing_values), "recycle")
+    assert run.stdout.splitlines()[0] == f"{ABOVE}; recycling it"
+    assert "ps -o rss= -p 4242" not in run.calls
+
+
+def test_recycle_of_a_slot_whose_memory_is_unknown_says_so(host, existing_values) -> None:
+    serving_a_at(host, "[not set]")
+    host.on("ps", "-o rss= -p 4242", "exit 1")
+    run = run_ctl(host, recycling(existing_values), "recycle")
+    assert_nothing_started(run)
+    assert run.stdout == f"{SAY}process default: the memory of {A} is unknown; not recycling\n"
+
+
+@pytest.mark.parametrize(
+    ("ago", "interval", "recycles"),
+    [(100, None, False), (299, None, False), (300, None, True), (100, 60, True), (100, 3600, False)],
+)
+def test_recycle_comes_at_most_once_per_min_interval(host, existing_values, ago, interval, recycles) -> None:
+    serving_a_at(host, str(600 * MIB))
+    host.seed(RECORD, f"{EPOCH - ago} 700000000\n")
+    extra = {} if interval is None else {"recycleMinIntervalSeconds": interval}
+    run = run_ctl(host, recycling(existing_values, **extra), "recycle")
+    assert run.returncode == 0, run.stderr
+    if recycles:
+        assert f"systemctl start {B}" in run.calls
+        assert host.file(RECORD) == f"{EPOCH} 629145600\n"
+    else:
+        assert_nothing_started(run)
+        assert run.stdout == (
+            f"{ABOVE}; not recycling: the last recycle was {ago} s ago, recycleMinIntervalSeconds is "
+            f"{interval or 300}\n"
+        )
+        assert host.file(RECORD) == f"{EPOCH - ago} 700000000\n"
+
+
+def test_recycle_ignores_a_record_that_is_not_one(host, existing_values) -> None:
+    serving_a_at(host, str(600 * MIB))
+    host.seed(RECORD, f"{EPOCH - 10}\n")  # no bytes: not "EPOCH BYTES"
+    run = run_ctl(host, recycling(existing_values), "recycle")
+    assert run.returncode == 0, run.stderr
+    assert f"systemctl start {B}" in run.calls
+
+
+def test_no_recycle_during_a_deploy_or_another_recycle(host, existing_values) -> None:
+    serving_a_at(host, str(600 * MIB))
+    # Another run of the control script holds the lock for as long as this one runs.
+    hold = f"/usr/bin/mkdir -p -m 0700 /run/sidekiq-fleet\nexec 8>>{LOCK}\n/usr/bin/flock -n 8"
+    run = run_ctl_in(host, recycling(existing_values), "recycle", before=hold)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == f"{SAY}another run of sidekiqctl holds {LOCK}; not recycling now\n"
+    assert run.ran("flock") == ["flock -n 9"]  # never waits for it
+    assert run.ran("systemctl") == []
+    assert host.file(RECORD) is None
+
+
+def test_no_recycle_without_memory_for_two_processes(host, existing_values) -> None:
+    # 600 MiB + the margin of 256 MiB do not fit in 700 MiB.
+    serving_a_at(host, str(600 * MIB), available_kib=700 * 1024)
+    run = run_ctl(host, recycling(existing_values), "recycle")
+    assert_nothing_started(run)
+    assert run.stdout == (
+        f"{SAY}process default: memory guard: MemAvailable 700 MiB is below {A}'s 600 MiB + the margin of "
+        "256 MiB; not recycling\n"
+    )
+    assert host.file(RECORD) is None
+    assert f"systemctl restart {A}" not in run.calls  # no fallback to a restart with a gap
+
+
+def test_no_recycle_of_a_slot_an_operator_quieted(host, existing_values) -> None:
+    host.on("ps", "-o args= -p 4242", title(1, stopping=True))  # the first rule wins over serving_a_at's
+    serving_a_at(host, str(600 * MIB))
+    run = run_ctl(host, recycling(existing_values), "recycle")
+    assert_nothing_started(run)
+    assert run.stdout == ""
+    assert host.file(RECORD) is None
+
+
+def test_no_recycle_of_a_slot_that_is_not_active(host, existing_values) -> None:
+    slot(host, A, "activating", enabled=True)  # systemd restarting it: not serving
+    slot(host, B, "inactive")
+    host.on("systemctl", f"show -p MemoryCurrent --value {A}", f"echo {600 * MIB}")
+    host.on("ps", "-o args= -p 4242", title(1, stopping=False))
+    host.meminfo(8 * 1024 * 1024)
+    run = run_ctl(host, recycling(existing_values), "recycle")
+    assert_nothing_started(run)
+    assert run.stdout == ""
+
+
+def test_no_recycle_while_the_other_slot_still_drains(host, existing_values) -> None:
+    slot(host, B, "active")
+    slot(host, "sidekiq-default-drain-b.service", "active")
+    serving_a_at(host, str(600 * MIB))
+    run = run_ctl(host, recycling(existing_values), "recycle")
+    assert_nothing_started(run)
+    assert run.stdout == f"{ABOVE}; not recycling: {B} still drains\n"
+    assert host.file(RECORD) is None
+
+
+def test_recycle_never_looks_at_a_process_without_recycle_above_mib(host, existing_values) -> None:
+    low_a = "sidekiq-low@a.service"
+    values = stage_values(
+        existing_values, sidekiq={"processes": [{"name": "default"}, {"name": "low", "recycleAboveMiB": 512}]}
+    )
+    serving_a_at(host, str(600 * MIB))
+    slot(host, low_a, "active", enabled=True)
+    slot(host, "sidekiq-low@b.service", "inactive")
+    host.on("systemctl", f"show -p MemoryCurrent --value {low_a}", f"echo {100 * MIB}")
+    run = run_ctl_in(host, values, "recycle", after="/usr/bin/ls /run/sidekiq-fleet")
+    assert_nothing_started(run)
+    assert f"systemctl show -p MemoryCurrent --value {low_a}" in run.calls
+    assert not [c for c in run.calls if "sidekiq-default" in c]
+    assert run.stdout.split() == ["sidekiq-checked-low", "sidekiq.lock"]
+
+
+@pytest.mark.parametrize(
+    ("checked", "due"),
+    [(None, True), (f"{EPOCH - 60}", False), (f"{EPOCH - 120}", True), ("garbage", True)],
+)
+def test_a_process_with_a_longer_check_period_is_checked_only_when_its_own_period_passed(
+    host, existing_values, checked, due
+) -> None:
+    """The timer runs every 30 s, the shortest recycleCheckSeconds; low's is 120."""
+    low_a = "sidekiq-low@a.service"
+    values = recycling(
+        existing_values, processes=[{"name": "default"}, {"name": "low", "recycleCheckSeconds": 120}]
+    )
+    serving_a_at(host, str(100 * MIB))
+    slot(host, low_a, "active", enabled=True)
+    slot(host, "sidekiq-low@b.service", "inactive")
+    host.on("systemctl", f"show -p MemoryCurrent --value {low_a}", f"echo {100 * MIB}")
+    seed = "" if checked is None else f"/usr/bin/mkdir -p /run/sidekiq-fleet\necho {checked} >{CHECKED_LOW}"
+    show = f"/usr/bin/cat {CHECKED} {CHECKED_LOW}"
+    run = run_ctl_in(host, values, "recycle", before=seed, after=show)
+    assert_nothing_started(run)
+    assert f"systemctl show -p MemoryCurrent --value {A}" in run.calls  # default's 30 s: every run
+    looked_at_low = [c for c in run.calls if "sidekiq-low" in c]
+    if due:
+        assert f"systemctl show -p MemoryCurrent --value {low_a}" in looked_at_low
+        assert run.stdout.split() == [str(EPOCH), str(EPOCH)]
+    else:
+        assert looked_at_low == []
+        assert run.stdout.split() == [str(EPOCH), checked]
+
+
+def test_a_recycle_whose_new_slot_fails_its_health_check_keeps_the_old_slot_and_the_record(
+    host, existing_values
+) -> None:
+    host.on("systemctl", f"show -p NRestarts --value {B}", "echo 0", "echo 0", "echo 1")
+    serving_a_at(host, str(600 * MIB))
+    run = run_ctl(host, recycling(existing_values), "recycle")
+    assert run.returncode == 1
+    assert (
+        f"{SAY}FAILED: process default: {B} exited or restarted 1 s after READY (rollout.healthySeconds: 2); "
+        f"stopped it, {A} keeps serving\n" in run.stderr
+    )
+    assert before(run, f"systemctl start {B}", f"systemctl stop {B}")
+    assert f"systemctl kill --kill-whom=main -s TSTP {A}" not in run.calls
+    assert f"systemctl disable --quiet {A}" not in run.calls
+    # The next check does not try again before recycleMinIntervalSeconds.
+    assert host.file(RECORD) == f"{EPOCH} 629145600\n"
+
+
+# The health window after READY: a new slot that does not stay up is stopped, and the old one serves on.
+INVOCATION = "_SYSTEMD_INVOCATION_ID=5eed + INVOCATION_ID=5eed + USER_INVOCATION_ID=5eed"
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        ("ActiveState", "echo inactive", "echo active", "echo activating"),  # Restart=always after an exit
+        ("NRestarts", "echo 0", "echo 0", "echo 1"),
+        ("MainPID", f"echo {NEW_PID}", f"echo {NEW_PID}", "echo 4444"),
+    ],
+)
+def test_a_new_slot_that_exits_within_the_health_window_is_stopped_and_the_old_one_keeps_serving(
+    host, existing_values, failure
+) -> None:
+    prop, *replies = failure
+    host.on("systemctl", f"show -p {prop} --value {B}", *replies)
+    # The invocation that sent READY, not a later one after a restart.
+    host.on("systemctl", f"show -p InvocationID --value {B}", "echo 5eed", "echo 6f00")
+    host.on(
+        "journalctl", f"-q --no-pager -o short-iso {INVOCATION}", "echo 'sidekiq[4343]: NoMethodError: boom'"
+    )
+    comes_up_healthy(host, B)
+    serving_a(host)
+    host.seed(VERSION_FILE, "v1\n")
+    run = run_ctl(host, stage_values(existing_values), "restart", "v2")
+    assert run.returncode == 1
+    assert (
+        f"{SAY}FAILED: process default: {B} exited or restarted 1 s after READY (rollout.healthySeconds: 2); "
+        f"stopped it, {A} keeps serving\n" in run.stderr
+    )
+    assert f"journal of {B} on host web1 (invocation 5eed):\n    sidekiq[4343]: NoMethodError: boom\n" in (
+        run.stderr
+    )
+    assert run.ran("sleep") == ["sleep 1"]
+    assert before(run, f"systemctl start {B}", f"systemctl stop {B}")
+    assert before(run, f"systemctl stop {B}", "journalctl --sync")
+    assert before(run, "journalctl --sync", f"journalctl -q --no-pager -o short-iso {INVOCATION}")
+    for untouched in [
+        f"systemctl kill --kill-whom=main -s TSTP {A}",
+        f"systemctl disable --quiet {A}",
+        f"systemctl enable --quiet {B}",
+        f"systemctl stop {A}",
+    ]:
+        assert untouched not in run.calls
+    assert run.ran("systemd-run") == []
+    assert host.file(VERSION_FILE) == "v1\n"
+
+
+def test_a_new_slot_with_no_heartbeat_fails_ten_seconds_after_the_health_window(
+    host, existing_values
+) -> None:
+    host.on("ps", f"-o args= -p {NEW_PID}", "echo 'ruby /home/deploy/www/current/bin/sidekiq'")
+    comes_up_healthy(host, B)
+    serving_a(host)
+    run = run_ctl(host, stage_values(existing_values), "restart")
+    assert run.returncode == 1
+    assert (
+        f"{SAY}FAILED: process default: {B} showed no heartbeat (no busy count in its process title) 12 s "
+        f"after READY (rollout.healthySeconds: 2); stopped it, {A} keeps serving\n" in run.stderr
+    )
+    assert run.ran("sleep") == ["sleep 1"] * 12
+    assert before(run, f"systemctl start {B}", f"systemctl stop {B}")
+    assert f"systemctl kill --kill-whom=main -s TSTP {A}" not in run.calls
+    assert f"systemctl enable --quiet {B}" not in run.calls
+
+
+def test_a_heartbeat_that_comes_after_the_window_but_within_ten_seconds_passes(host, existing_values) -> None:
+    # Sidekiq 7 writes its title every 10 s: the first may come after healthySeconds.
+    no_busy_count = "echo 'ruby /home/deploy/www/current/bin/sidekiq'"
+    host.on("ps", f"-o args= -p {NEW_PID}", *[no_busy_count] * 4, title(0, stopping=False, version="7.3.2"))
+    comes_up_healthy(host, B)
+    serving_a(host)
+    run = run_ctl(host, stage_values(existing_values), "restart")
+    assert run.returncode == 0, run.stderr
+    assert run.ran("sleep") == ["sleep 1"] * 4
+    assert before(run, "sleep 1", f"systemctl kill --kill-whom=main -s TSTP {A}")
+    assert f"systemctl stop {B}" not in run.calls
+
+
+def test_healthy_seconds_0_quiets_the_old_slot_at_ready(host, existing_values) -> None:
+    # b never even shows as active: no health check looks.
+    serving_a(host)
+    run = run_ctl(host, stage_values(existing_values, rollout=NO_HEALTH), "restart")
+    assert run.returncode == 0, run.stderr
+    assert f"systemctl show -p NRestarts --value {B}" not in run.calls
+    assert f"systemctl show -p InvocationID --value {B}" not in run.calls
+    assert run.ran("ps") == []
+    assert run.ran("sleep") == []
+    assert "stayed up" not in run.stdout
+    started = run.position(f"systemctl start {B}")
+    assert run.systemctl_changes()[run.systemctl_changes().index(f"systemctl start {B}") + 1 :][:3] == [
+        f"systemctl enable --quiet {B}",
+        f"systemctl disable --quiet {A}",
+        f"systemctl kill --kill-whom=main -s TSTP {A}",
+    ]
+    assert not [c for c in run.calls[started:] if c.startswith(f"systemctl show -p ActiveState --value {B}")]
+
+
+def test_migration_checks_the_health_of_slot_a_before_quieting_the_legacy_unit(host, existing_values) -> None:
+    host.seed(f"{UNITS}/sidekiq.service", MANAGED + "[Service]\n")
+    host.on("systemctl", f"show -p NRestarts --value {A}", "echo 0", "echo 0", "echo 1")
+    slot(host, A, "active")  # nothing asks before its start
+    comes_up_healthy(host, A)
+    slot(host, B, "inactive")
+    slot(host, "sidekiq.service", "active", enabled=True)
+    run = run_ctl(host, stage_values(existing_values), "restart", "v2")
+    assert run.returncode == 1
+    assert (
+        f"{SAY}FAILED: process default: {A} exited or restarted 1 s after READY (rollout.healthySeconds: 2); "
+        "stopped it, sidekiq.service keeps serving\n" in run.stderr
+    )
+    assert before(run, f"systemctl start {A}", f"systemctl stop {A}")
+    for untouched in [
+        "systemctl kill --kill-whom=main -s TSTP sidekiq.service",
+        "systemctl disable --quiet sidekiq.service",
+        f"systemctl enable --quiet {A}",
+    ]:
+        assert untouched not in run.calls
+    assert run.ran("systemd-run") == []
+    assert host.file(f"{UNITS}/sidekiq.service") == MANAGED + "[Service]\n"
+
+
+def test_migration_that_passes_the_health_check_goes_on(host, existing_values) -> None:
+    host.seed(f"{UNITS}/sidekiq.service", MANAGED + "[Service]\n")
+    slot(host, A, "active")  # nothing asks before its start
+    comes_up_healthy(host, A)
+    slot(host, B, "inactive")
+    slot(host, "sidekiq.service", "active", enabled=True)
+    run = run_ctl(host, stage_values(existing_values), "restart", "v2")
+    assert run.returncode == 0, run.stderr
+    assert before(run, f"systemctl start {A}", f"systemctl show -p NRestarts --value {A}")
+    assert before(run, "sleep 1", f"systemctl enable --quiet {A}")
+    assert before(run, "sleep 1", "systemctl kill --kill-whom=main -s TSTP sidekiq.service")
+
+
+# --- status, prune, start and restart with recycling ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("record", "recycled"),
+    [
+        (None, "-"),
+        (f"{EPOCH} 629145600\n", "2025-11-28T03:20:00+00:00"),
+        ("yesterday 600MiB\n", "-"),
+        (f"{EPOCH} 600MiB\n", "-"),
+        ("$(touch /PWNED) 1\n", "-"),
+    ],
+)
+def test_status_shows_the_limit_the_recycle_threshold_and_the_last_recycle(
+    host, existing_values, record, recycled
+) -> None:
+    values = stage_values(
+        existing_values,
+        sidekiq={
+            "processes": [
+                {"name": "default", "memoryMax": 1024, "recycleAboveMiB": 512},
+                {"name": "low", "memoryMax": 2048},
+            ]
+        },
+    )
+    if record is not None:
+        host.seed(RECORD, record)
+    host.seed(RECORD_LOW, f"{EPOCH} 629145600\n")  # low does not recycle: never read
+    slot(host, A, "active", enabled=True)
+    slot(host, B, "inactive")
+    slot(host, "sidekiq-low@a.service", "active", enabled=True)
+    slot(host, "sidekiq-low@b.service", "inactive")
+    run = run_ctl(host, values, "status")
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == ""  # no version file, perhaps no record: not an error
+    lines = run.stdout.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("process=default slot=a ")
+    assert lines[0].endswith(f" limit=1073741824 recycle=536870912 recycled={recycled}")
+    assert lines[1].startswith("process=low slot=a ")
+    assert lines[1].endswith(" limit=2147483648 recycle=- recycled=-")
+
+
+def test_status_of_a_stage_limit_applies_to_every_process(host, existing_values) -> None:
+    values = recycling(existing_values, memoryMax=4096, processes=[{"name": "default"}, {"name": "low"}])
+    slot(host, A, "active", enabled=True)
+    slot(host, B, "inactive")
+    slot(host, "sidekiq-low@a.service", "inactive")
+    slot(host, "sidekiq-low@b.service", "active", enabled=True)
+    run = run_ctl(host, values, "status")
+    assert [line.split(" limit=")[1] for line in run.stdout.splitlines()] == [
+        "4294967296 recycle=536870912 recycled=-",
+        "4294967296 recycle=536870912 recycled=-",
+    ]
+
+
+RECYCLE_TIMER = f"{UNITS}/sidekiq-recycle.timer"
+RECYCLE_SERVICE = f"{UNITS}/sidekiq-recycle.service"
+OUR_MARKER = "# sidekiq-fleet group: sidekiq\n"
+
+
+def test_prune_removes_the_recycle_timer_once_no_process_recycles(host, existing_values) -> None:
+    host.seed(RECYCLE_TIMER, MANAGED + OUR_MARKER + "[Timer]\n")
+    host.seed(RECYCLE_SERVICE, MANAGED + OUR_MARKER + "[Service]\n")
+    serving_a(host)
+    run = run_ctl(host, stage_values(existing_values, rollout=NO_HEALTH), "restart")
+    assert run.returncode == 0, run.stderr
+    both = "sidekiq-recycle.timer sidekiq-recycle.service"
+    assert before(run, f"systemctl stop {both}", f"systemctl disable --quiet {both}")
+    assert before(run, f"systemctl disable --quiet {both}", f"rm -f {RECYCLE_TIMER}")
+    assert before(run, f"rm -f {RECYCLE_SERVICE}", "systemctl daemon-reload")
+    assert host.file(RECYCLE_TIMER) is None
+    assert host.file(RECYCLE_SERVICE) is None
+    assert (
+        f"{SAY}no process has recycleAboveMiB any more: stopped and removed sidekiq-recycle.timer\n"
+        in run.stdout
+    )
+    assert "systemctl enable --quiet sidekiq-recycle.timer" not in run.calls
+
+
+def test_prune_leaves_a_recycle_timer_that_is_not_this_groups(host, existing_values) -> None:
+    host.seed(RECYCLE_TIMER, "[Timer]\n")  # made by hand
+    serving_a(host)
+    run = run_ctl(host, stage_values(existing_values, rollout=NO_HEALTH), "restart")
+    assert run.returncode == 0, run.stderr
+    assert host.file(RECYCLE_TIMER) == "[Timer]\n"
+    assert not [c for c in run.calls if "sidekiq-recycle" in c]
+
+
+def test_restart_with_recycling_keeps_and_enables_the_recycle_timer(host, existing_values) -> None:
+    host.seed(RECYCLE_TIMER, MANAGED + OUR_MARKER + "[Timer]\n")
+    host.seed(RECYCLE_SERVICE, MANAGED + OUR_MARKER + "[Service]\n")
+    serving_a(host)
+    values = recycling(existing_values)
+    values["rollout"] = NO_HEALTH
+    run = run_ctl(host, values, "restart")
+    assert run.returncode == 0, run.stderr
+    assert host.file(RECYCLE_TIMER) is not None
+    assert host.file(RECYCLE_SERVICE) is not None
+    assert [c for c in run.calls if "sidekiq-recycle" in c] == [
+        "systemctl enable --quiet sidekiq-recycle.timer"
+    ]
+    assert before(run, "systemctl enable --quiet sidekiq-recycle.timer", "systemctl start sidekiq.target")
+
+
+@pytest.mark.parametrize("recycles", [True, False])
+def test_start_enables_the_recycle_timer_only_when_a_process_recycles(
+    host, existing_values, recycles
+) -> None:
+    slot(host, A, "inactive", enabled=True)
+    slot(host, B, "inactive")
+    values = recycling(existing_values) if recycles else stage_values(existing_values)
+    run = run_ctl(host, values, "start")
+    assert run.returncode == 0, run.stderr
+    timer = "systemctl enable --quiet sidekiq-recycle.timer"
+    if recycles:
+        assert before(run, f"systemctl start {A}", timer)
+        assert before(run, timer, "systemctl start sidekiq.target")
+    else:
+        assert timer not in run.calls
+
+
+def test_recycle_is_roots_and_takes_no_argument(host, existing_values) -> None:
+    run = run_ctl(host, recycling(existing_values), "recycle", "now")
+    assert run.returncode == 2
+    assert "recycle takes no argument" in run.stderr
+    assert run.calls == []

@@ -554,7 +554,7 @@ class Sidekiq(_Model):
         return getattr(self, field), _key(field)
 
     def _check_memory(self) -> None:
-        recycling = False
+        recycling = False  # pragma: no mutate - None is as false for `recycling or ...`
         for index, process in enumerate(self.processes or [None]):
             (high, high_key), (top, top_key), (above, above_key) = (
                 self._memory_setting(process, index, field)
