@@ -1884,6 +1884,38 @@ def test_memory_settings_that_contradict_each_other_are_refused_naming_the_key(s
 
 
 @pytest.mark.parametrize(
+    ("sidekiq", "key"),
+    [
+        pytest.param({"recycleAboveMiB": 512}, "sidekiq.recycleAboveMiB", id="stage"),
+        pytest.param(
+            {
+                "processes": [
+                    {"name": "a"},
+                    {"name": "b", "recycleAboveMiB": 512},
+                    {"name": "c", "recycleAboveMiB": 600},
+                ]
+            },
+            "sidekiq.processes[1].recycleAboveMiB",
+            id="first-recycling-process",
+        ),
+        pytest.param(
+            {"recycleAboveMiB": 512, "processes": [{"name": "a", "recycleAboveMiB": 600}]},
+            "sidekiq.recycleAboveMiB",
+            id="stage-before-process",
+        ),
+    ],
+)
+def test_recycling_is_refused_with_the_restart_strategy(sidekiq, key) -> None:
+    values = with_change(with_change(EC2_BASE, "sidekiq", sidekiq), "rollout", {"strategy": "restart"})
+    assert problems_of(values) == [
+        f"{NS}:{key}: recycling starts a second process beside the one it replaces, which rollout.strategy: "
+        "restart says the host cannot hold; expected rollout.strategy: overlap, or no recycleAboveMiB"
+    ]
+    overlap = with_change(with_change(EC2_BASE, "sidekiq", sidekiq), "rollout", {"strategy": "overlap"})
+    assert parse_stage("staging", overlap).recycling
+
+
+@pytest.mark.parametrize(
     "sidekiq",
     [
         pytest.param({"memoryHigh": 511, "memoryMax": 512}, id="high-just-below-max"),

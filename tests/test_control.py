@@ -852,6 +852,16 @@ def test_logs_read_every_slot_and_drain_unit(host, existing_values, verb, follow
     ]
 
 
+def test_logs_read_the_recycle_service_when_a_process_recycles(host, existing_values) -> None:
+    run = run_ctl(host, stage_values(existing_values, sidekiq={"recycleAboveMiB": 512}), "logs")
+    assert run.returncode == 0, run.stderr
+    units = [A, B, "sidekiq-default-drain-a.service", "sidekiq-default-drain-b.service"]
+    units += ["sidekiq-first-release.service", "sidekiq-recycle.service"]
+    assert run.ran("journalctl") == [
+        " ".join(["journalctl -q --no-pager -o short-iso -n 200", *(f"-u {u}" for u in units)])
+    ]
+
+
 # --- user scope -----------------------------------------------------------------------------------
 
 
@@ -1730,6 +1740,21 @@ def test_a_new_slot_with_no_heartbeat_fails_ten_seconds_after_the_health_window(
     )
     assert run.ran("sleep") == ["sleep 1"] * 12
     assert before(run, f"systemctl start {B}", f"systemctl stop {B}")
+    assert f"systemctl kill --kill-whom=main -s TSTP {A}" not in run.calls
+    assert f"systemctl enable --quiet {B}" not in run.calls
+
+
+def test_a_new_slot_with_no_main_process_at_ready_fails_at_once(host, existing_values) -> None:
+    host.on("systemctl", f"show -p MainPID --value {B}", "echo 0")
+    comes_up_healthy(host, B)
+    serving_a(host)
+    run = run_ctl(host, stage_values(existing_values), "restart")
+    assert run.returncode == 1
+    assert (
+        f"{SAY}FAILED: process default: {B} had no main process at READY (rollout.healthySeconds: 2); "
+        f"stopped it, {A} keeps serving\n" in run.stderr
+    )
+    assert run.ran("sleep") == []
     assert f"systemctl kill --kill-whom=main -s TSTP {A}" not in run.calls
     assert f"systemctl enable --quiet {B}" not in run.calls
 

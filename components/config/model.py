@@ -677,6 +677,19 @@ class StageConfig(_Model):
                 "ssh.user: is required unless hosts use the default Debian or Ubuntu AMI lookup; "
                 "expected the login user with passwordless sudo, such as admin"
             )
+        sidekiq = self.sidekiq
+        recycled = [
+            f"processes[{index}].recycleAboveMiB"
+            for index, process in enumerate(sidekiq.processes or [])
+            if process.recycle_above_mib is not None
+        ]
+        if self.rollout.strategy == "restart" and (sidekiq.recycle_above_mib is not None or recycled):
+            key = "recycleAboveMiB" if sidekiq.recycle_above_mib is not None else recycled[0]
+            raise ValueError(
+                f"sidekiq.{key}: recycling starts a second process beside the one it replaces, which "
+                "rollout.strategy: restart says the host cannot hold; expected rollout.strategy: overlap, "
+                "or no recycleAboveMiB"
+            )
         if "MALLOC_ARENA_MAX" in self.env:
             raise ValueError("env.MALLOC_ARENA_MAX: the unit sets it to 2; expected other names")
         if isinstance(self.hosts, ExistingHosts) and self.ssh.known_hosts_file is None:
