@@ -149,7 +149,8 @@ def test_status_matches_systemctl_on_every_host(deployed, hosts) -> None:
     assert [row[0] for row in rows] == [host.name for host in hosts]
     for host, row in zip(hosts, rows, strict=True):
         assert row[1:6] == ["default", enabled_slot(host), "yes", "active", str(serving_pid(host))]
-        assert row[10:12] == [SIDEKIQ_VERSION[host.distro], "local-1"]
+        # MAX, RECYCLE AT, RECYCLED: the local stage sets no memory limit and never recycled.
+        assert row[10:15] == ["-", "-", "-", SIDEKIQ_VERSION[host.distro], "local-1"]
     assert result.stdout.splitlines()[-1].startswith("status local: 3 of 3 hosts ok (")
 
 
