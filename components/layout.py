@@ -7,9 +7,11 @@ ops client take them from here; nothing else derives them.
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import TYPE_CHECKING, Literal
 
-from .config import Stage
+if TYPE_CHECKING:  # the config validates against these names, so it imports this module
+    from .config import Stage
 
 MANAGED_NOTE = "Managed by sidekiq-fleet (pulumi up); local edits are overwritten."
 STATE_DIR = "/var/lib/sidekiq-fleet"
@@ -84,6 +86,21 @@ def first_release_unit(group: str, suffix: Literal["path", "service"]) -> str:
 def recycle_unit(group: str, suffix: Literal["timer", "service"]) -> str:
     """The timer, and the service it starts, that replace a slot grown past recycleAboveMiB."""
     return f"{group}-recycle.{suffix}"
+
+
+def is_group_service(group: str, name: str) -> bool:
+    """Whether NAME is a service the group itself installs or starts: a slot of any process, a drain
+    unit, the path unit's or the recycle timer's. The legacy unit (GROUP.service) is not: a group
+    adopts it."""
+    wildcard = "\0"
+    ours = (
+        *(slot_unit(group, wildcard, slot) for slot in SLOTS),
+        drain_unit(group, wildcard, wildcard),
+        ADOPTED_DRAIN_UNIT.format(group=group, index=wildcard),
+        first_release_unit(group, "service"),
+        recycle_unit(group, "service"),
+    )
+    return any(re.fullmatch(re.escape(unit).replace(wildcard, ".+"), name) for unit in ours)
 
 
 def unit_dir(stage: Stage) -> str:

@@ -29,7 +29,7 @@ from components.config import NAMESPACE, ExistingHost, StageConfigError
 
 # The rules OpenSSH applies to a known_hosts file (hashed names, [address]:port), shared with the
 # program's own ssh.knownHostsFile.
-from components.config.files import _pinned_key
+from components.config.files import pinned_key
 
 from .outputs import OpsError
 
@@ -485,7 +485,7 @@ def _host_key(known: asyncssh.SSHKnownHosts | None, server: Server) -> str | Non
     if known is None:
         return None
     try:
-        return _pinned_key(known, ExistingHost(address=server.hostname, port=server.port or 22))
+        return pinned_key(known, ExistingHost(address=server.hostname, port=server.port or 22))
     except ValueError:  # no key, or an address the model refuses (validation names it)
         return None
 

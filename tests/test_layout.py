@@ -42,6 +42,37 @@ def test_the_shell_formats_print_what_python_names(pattern: str, expected: str) 
     assert printed == f"{expected}\n"
 
 
+@pytest.mark.parametrize(
+    ("name", "ours"),
+    [
+        ("jobs-low@a.service", True),
+        ("jobs-x.y@b.service", True),
+        ("jobs-low-drain-b.service", True),
+        ("jobs-default-drain-legacy.service", True),
+        ("jobs-adopted-drain-0.service", True),
+        ("jobs-first-release.service", True),
+        ("jobs-recycle.service", True),
+        # The legacy unit is adopted; the other names are another team's.
+        ("jobs.service", False),
+        ("jobs-low@c.service", False),
+        ("jobs-worker@1.service", False),
+        ("jobs-recycle.timer", False),
+        ("jobs-recycler.service", False),
+        ("jobs-low.service", False),
+        ("other-low@a.service", False),
+        ("xjobs-low@a.service", False),
+        ("jobs-low@a.service.bak", False),
+    ],
+)
+def test_which_services_are_the_groups_own(name: str, ours: bool) -> None:
+    assert layout.is_group_service("jobs", name) is ours
+
+
+def test_a_dot_in_a_group_name_matches_only_a_dot() -> None:
+    assert layout.is_group_service("a.b", "a.b-low@a.service")
+    assert not layout.is_group_service("a.b", "aXb-low@a.service")
+
+
 def test_a_percent_sign_in_a_group_name_stays_literal_in_the_format() -> None:
     assert layout.printf_format(layout.SLOT_UNIT, "a%b") == "a%%b-%s@%s.service\\n"
 

@@ -15,7 +15,7 @@ from .errors import StageConfigError
 from .model import NAMESPACE, ExistingHost, ExistingHosts, Stage
 
 
-def _pinned_key(known: asyncssh.SSHKnownHosts, host: ExistingHost) -> str:
+def pinned_key(known: asyncssh.SSHKnownHosts, host: ExistingHost) -> str:
     """The host's key to pin. OpenSSH's rules through asyncssh: hashed names, host lists and patterns
     match, @revoked keys are never pinned, and [address]:port is looked up first, then the address.
     Raises ValueError saying what the file lacks."""
@@ -67,7 +67,7 @@ def resolve_files(stage: Stage, base_dir: Path) -> Stage:
             key = host.host_key
             if key is None and known is not None:
                 try:
-                    key = _pinned_key(known, host)
+                    key = pinned_key(known, host)
                 except ValueError as why_not:
                     problems.append(
                         f"{NAMESPACE}:hosts.existing[{index}].hostKey: {path} {why_not} for {host.address} "

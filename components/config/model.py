@@ -21,6 +21,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from .. import layout
 from . import keys
 
 NAMESPACE = "sidekiq-fleet"
@@ -521,10 +522,7 @@ class Sidekiq(_Model):
                     f"adopt[{index}]: {name} is a template, which does not run; expected an instance "
                     "such as sidekiq@1.service"
                 )
-            if re.fullmatch(
-                rf"{re.escape(self.unit_name)}-(first-release|recycle|[a-z0-9-]+(@[ab]|-drain-.+))\.service",
-                name,
-            ):
+            if layout.is_group_service(self.unit_name, name):
                 raise ValueError(
                     f"adopt[{index}]: {name} is a unit of this group ({self.unit_name}) itself; expected "
                     "another team's or capistrano-sidekiq's unit, such as sidekiq.service"
