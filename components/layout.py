@@ -90,13 +90,12 @@ def recycle_unit(group: str, suffix: Literal["timer", "service"]) -> str:
 
 def is_group_service(group: str, name: str) -> bool:
     """Whether NAME is a service the group itself installs or starts: a slot of any process, a drain
-    unit, the path unit's or the recycle timer's. The legacy unit (GROUP.service) is not: a group
-    adopts it."""
-    wildcard = "\0"
+    unit (an adopted unit's too), the path unit's or the recycle timer's. The legacy unit
+    (GROUP.service) is not: a group adopts it."""
+    wildcard = "\0"  # pragma: no mutate - any text re.escape keeps and no unit name holds
     ours = (
         *(slot_unit(group, wildcard, slot) for slot in SLOTS),
         drain_unit(group, wildcard, wildcard),
-        ADOPTED_DRAIN_UNIT.format(group=group, index=wildcard),
         first_release_unit(group, "service"),
         recycle_unit(group, "service"),
     )

@@ -68,6 +68,17 @@ def test_which_services_are_the_groups_own(name: str, ours: bool) -> None:
     assert layout.is_group_service("jobs", name) is ours
 
 
+def test_every_service_the_layout_names_is_the_groups_own() -> None:
+    for name in (
+        layout.slot_unit("jobs", "low", "a"),
+        layout.drain_unit("jobs", "low", "legacy"),
+        layout.ADOPTED_DRAIN_UNIT.format(group="jobs", index=3),
+        layout.first_release_unit("jobs", "service"),
+        layout.recycle_unit("jobs", "service"),
+    ):
+        assert layout.is_group_service("jobs", name), name
+
+
 def test_a_dot_in_a_group_name_matches_only_a_dot() -> None:
     assert layout.is_group_service("a.b", "a.b-low@a.service")
     assert not layout.is_group_service("a.b", "aXb-low@a.service")
