@@ -21,7 +21,14 @@ from components.config import (
 )
 from components.config.errors import _descriptions, _message
 from components.config.keys import AUTHORIZED_KEY_TYPES
-from components.config.model import AmiById, AmiLookup, Ec2Hosts, ResolvedProcess, models_in
+from components.config.model import (
+    AmiById,
+    AmiLookup,
+    Ec2Hosts,
+    ResolvedProcess,
+    instance_architecture,
+    models_in,
+)
 from components.config.sources import _decode
 from tests.conftest import FAKE_KEY, HOST_KEY
 from tests.test_config_files import public_key
@@ -1643,21 +1650,91 @@ def test_a_host_key_keeps_its_type_and_data_and_drops_a_comment(existing_values)
 
 
 @pytest.mark.parametrize(
-    ("ami", "name_filter"),
+    ("ami", "instance_type", "name_filter"),
     [
-        pytest.param({}, "debian-12-amd64-*", id="default"),
-        pytest.param({"debian": 12}, "debian-12-amd64-*", id="12"),
-        pytest.param({"debian": 13}, "debian-13-amd64-*", id="13"),
-        pytest.param({"debian": "13"}, "debian-13-amd64-*", id="13-as-the-cli-sets-it"),
-        pytest.param({"debian": 13, "architecture": "arm64"}, "debian-13-arm64-*", id="13-arm64"),
-        pytest.param({"architecture": "arm64"}, "debian-12-arm64-*", id="default-arm64"),
-        pytest.param({"name": "debian-13-amd64-daily-*"}, "debian-13-amd64-daily-*", id="own-filter"),
-        pytest.param({"owner": "amazon", "name": "al2023-ami-*"}, "al2023-ami-*", id="other-owner"),
+        pytest.param({}, "t3.small", "debian-12-amd64-*", id="default"),
+        pytest.param({"debian": 12}, "t3.small", "debian-12-amd64-*", id="12"),
+        pytest.param({"debian": 13}, "m6i.large", "debian-13-amd64-*", id="13"),
+        pytest.param({"debian": "13"}, "t3.small", "debian-13-amd64-*", id="13-as-the-cli-sets-it"),
+        pytest.param(
+            {"debian": 13, "architecture": "arm64"}, "t4g.small", "debian-13-arm64-*", id="13-arm64"
+        ),
+        pytest.param({"architecture": "arm64"}, "m7gd.large", "debian-12-arm64-*", id="default-arm64"),
+        pytest.param(
+            {"name": "debian-13-amd64-daily-*"}, "t3.small", "debian-13-amd64-daily-*", id="own-filter"
+        ),
+        pytest.param(
+            {"owner": "amazon", "name": "al2023-ami-*"}, "c7a.large", "al2023-ami-*", id="other-owner"
+        ),
     ],
 )
-def test_the_ami_lookup_names_debians_official_image_of_the_release(ami, name_filter):
-    values = with_changes(EC2_BASE, {"hosts.ami": ami, "ssh.user": "admin"})
+def test_the_ami_lookup_names_debians_official_image_of_the_release(ami, instance_type, name_filter):
+    values = with_changes(
+        EC2_BASE, {"hosts.ami": ami, "hosts.instanceType": instance_type, "ssh.user": "admin"}
+    )
     assert parse_stage("staging", values).config.hosts.ami.name_filter == name_filter
+
+
+# By AWS's naming: a "g" after the generation is Graviton (arm64); a1 was the first.
+@pytest.mark.parametrize(
+    ("instance_type", "architecture"),
+    [
+        ("t3.small", "x86_64"),
+        ("m6i.large", "x86_64"),
+        ("c7a.large", "x86_64"),
+        ("m7i-flex.large", "x86_64"),
+        ("g5.xlarge", "x86_64"),
+        ("g4ad.xlarge", "x86_64"),
+        ("x2iedn.xlarge", "x86_64"),
+        ("u-6tb1.metal", "x86_64"),
+        ("t4g.small", "arm64"),
+        ("a1.large", "arm64"),
+        ("m7gd.xlarge", "arm64"),
+        ("c6gn.large", "arm64"),
+        ("x2gd.large", "arm64"),
+        ("im4gn.large", "arm64"),
+        ("g5g.xlarge", "arm64"),
+        ("r8g.large", "arm64"),
+        ("mac2.metal", None),
+    ],
+)
+def test_the_architecture_of_an_instance_type(instance_type, architecture):
+    assert instance_architecture(instance_type) == architecture
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        pytest.param(
+            {"hosts.instanceType": "t4g.small"},
+            "t4g.small is an arm64 type, but the image is x86_64 (ami.architecture), so EC2 would refuse to "
+            "launch it; expected an x86_64 type such as t3.small, or ami.architecture: arm64",
+            id="graviton-type-default-image",
+        ),
+        pytest.param(
+            {"hosts.ami": {"debian": 13, "architecture": "arm64"}},
+            "t3.small is an x86_64 type, but the image is arm64 (ami.architecture), so EC2 would refuse to "
+            "launch it; expected an arm64 type such as t4g.small, or ami.architecture: x86_64",
+            id="arm64-image-default-type",
+        ),
+    ],
+)
+def test_an_instance_type_of_the_other_architecture_is_refused(changes, message):
+    assert problems_of(with_changes(EC2_BASE, changes)) == [f"{NS}:hosts.instanceType: {message}"]
+
+
+def test_an_ami_by_id_or_a_mac_type_is_not_checked_for_its_architecture():
+    by_id = with_changes(
+        EC2_BASE,
+        {
+            "hosts.ami": {"id": "ami-0123456789abcdef0"},
+            "hosts.instanceType": "t4g.small",
+            "ssh.user": "admin",
+        },
+    )
+    assert parse_stage("staging", by_id).config.hosts.instance_type == "t4g.small"
+    mac = with_changes(EC2_BASE, {"hosts.ami": {"architecture": "arm64"}, "hosts.instanceType": "mac2.metal"})
+    assert parse_stage("staging", mac).config.hosts.instance_type == "mac2.metal"
 
 
 # --- memory limits, recycling and health before quiet (issue 19) ---------------------------------

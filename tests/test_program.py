@@ -213,21 +213,32 @@ def test_security_group_allows_ssh_from_the_configured_cidrs_only(ec2_program: R
 
 
 @pytest.mark.parametrize(
-    ("ami", "name_filter", "architecture"),
+    ("ami", "instance_type", "name_filter", "architecture"),
     [
-        pytest.param({}, "debian-12-amd64-*", "x86_64", id="default"),
-        pytest.param({"debian": 13}, "debian-13-amd64-*", "x86_64", id="debian-13"),
+        pytest.param({}, "t3.small", "debian-12-amd64-*", "x86_64", id="default"),
+        pytest.param({"debian": 13}, "t3.small", "debian-13-amd64-*", "x86_64", id="debian-13"),
         pytest.param(
-            {"debian": 13, "architecture": "arm64"}, "debian-13-arm64-*", "arm64", id="debian-13-arm64"
+            {"debian": 13, "architecture": "arm64"},
+            "t4g.small",
+            "debian-13-arm64-*",
+            "arm64",
+            id="debian-13-arm64",
         ),
         pytest.param(
-            {"debian": 12, "architecture": "arm64"}, "debian-12-arm64-*", "arm64", id="debian-12-arm64"
+            {"debian": 12, "architecture": "arm64"},
+            "m7g.large",
+            "debian-12-arm64-*",
+            "arm64",
+            id="debian-12-arm64",
         ),
     ],
 )
-def test_instances_run_debians_newest_official_image_of_the_release(ami, name_filter, architecture) -> None:
+def test_instances_run_debians_newest_official_image_of_the_release(
+    ami, instance_type, name_filter, architecture
+) -> None:
     values = ec2_values()
     values["hosts"]["ami"] = ami
+    values["hosts"]["instanceType"] = instance_type
     monitor = configure("staging", values, secret_keys=("ssh", "env"))
     run_program(monitor)
     (lookup,) = [call for call in monitor.mocks.calls if call.token == "aws:ec2/getAmi:getAmi"]
@@ -240,6 +251,7 @@ def test_instances_run_debians_newest_official_image_of_the_release(ami, name_fi
     instances = monitor.of_type("aws:ec2/instance:Instance")
     assert len(instances) == 3
     assert {i.inputs["ami"] for i in instances} == {IMAGES[name_filter]}
+    assert {i.inputs["instanceType"] for i in instances} == {instance_type}
 
 
 def test_instances_spread_round_robin_with_user_data(ec2_program: RecordingMonitor) -> None:

@@ -153,6 +153,19 @@ HostKey = Annotated[
 ]
 
 
+# Graviton types carry a "g" after the generation (t4g, m7gd, c6gn, x2gd, im4gn); a1 was the first.
+ARM64_FAMILY = re.compile(r"a1|[a-z]+[0-9]+[a-z]*g[a-z]*")
+
+
+def instance_architecture(instance_type: str) -> Literal["x86_64", "arm64"] | None:
+    """The architecture of an EC2 instance type by AWS's naming; None for Mac types, which run no
+    Debian image."""
+    family = instance_type.partition(".")[0]  # pragma: no mutate - one dot (the pattern): rpartition alike
+    if family.startswith("mac"):
+        return None
+    return "arm64" if ARM64_FAMILY.fullmatch(family) else "x86_64"
+
+
 class Ec2Hosts(_Model):
     provider: Literal["ec2"]
     count: int = Field(ge=1, le=100, description="an integer from 1 to 100")
@@ -208,6 +221,14 @@ class Ec2Hosts(_Model):
             raise ValueError(
                 f"sshIngressCidrs: {', '.join(open_cidrs)} opens ssh to the internet at large; "
                 "expected your office, VPN or bastion CIDRs, or allowSshFromAnywhere: true"
+            )
+        architecture = instance_architecture(self.instance_type)
+        if isinstance(self.ami, AmiLookup) and architecture not in (None, self.ami.architecture):
+            example = "t4g.small" if self.ami.architecture == "arm64" else "t3.small"
+            raise ValueError(
+                f"instanceType: {self.instance_type} is an {architecture} type, but the image is "
+                f"{self.ami.architecture} (ami.architecture), so EC2 would refuse to launch it; expected "
+                f"an {self.ami.architecture} type such as {example}, or ami.architecture: {architecture}"
             )
         if (self.key_name is None) == (self.public_key is None):
             raise ValueError(
