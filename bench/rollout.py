@@ -192,8 +192,9 @@ def run_twice(jobs: Sequence[Job]) -> dict[str, int]:
 
 
 def drain_seconds(entries: Iterable[dict[str, Any]], old_pids: Iterable[int]) -> float | None:
-    """Seconds from an old process's TSTP ("Received TSTP" from its PID) to systemd's "Stopped" of its
-    unit, in `journalctl -o json` entries; None when no old process was quieted and stopped."""
+    """Seconds from an old process's TSTP ("Received TSTP" from its PID) to its manager's "Stopped" of
+    its unit, in `journalctl -o json` entries; None when no old process was quieted and stopped. The
+    manager is systemd (PID 1, UNIT=) or, in scope: user, the deploy user's (systemd, USER_UNIT=)."""
     pids = {str(pid) for pid in old_pids}
     quieted: dict[str, float] = {}
     stops: list[tuple[str, float]] = []
@@ -203,9 +204,13 @@ def drain_seconds(entries: Iterable[dict[str, Any]], old_pids: Iterable[int]) ->
             continue
         at = int(entry["__REALTIME_TIMESTAMP"]) / 1e6
         if entry.get("_PID") in pids and "Received TSTP" in message:
-            quieted.setdefault(entry.get("_SYSTEMD_UNIT", ""), at)
-        elif entry.get("_PID") == "1" and message.startswith("Stopped ") and "UNIT" in entry:
-            stops.append((entry["UNIT"], at))
+            unit = entry.get("_SYSTEMD_USER_UNIT") or entry.get("_SYSTEMD_UNIT", "")
+            quieted.setdefault(unit, at)
+        elif message.startswith("Stopped "):
+            if entry.get("_PID") == "1" and "UNIT" in entry:
+                stops.append((entry["UNIT"], at))
+            elif entry.get("_COMM") == "systemd" and "USER_UNIT" in entry:
+                stops.append((entry["USER_UNIT"], at))
     drains = []
     for unit, tstp in quieted.items():
         after = [at for stopped, at in stops if stopped == unit and at >= tstp]
@@ -402,7 +407,11 @@ class Bench:
         # The drain ends after the last job: the old process must be gone before its journal is read.
         self.settle(timeout=120 + (long_job or 0))
         for host, run in zip(self.hosts, result.hosts, strict=True):
-            journal = sh(host, f"journalctl -o json --no-pager --since @{int(restart_at) - 1} -u 'sidekiq*'")
+            journal = sh(
+                host,
+                f"journalctl -o json --no-pager --since @{int(restart_at) - 1} "
+                "--grep 'Received TSTP|^Stopped '",
+            )
             run.drain = drain_seconds(map(json.loads, journal.splitlines()), run.old_pids)
         print(f"{case} batch {batch}: {[asdict(h) for h in result.hosts]}", file=sys.stderr, flush=True)
         return result

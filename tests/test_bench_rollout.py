@@ -188,6 +188,29 @@ def test_drain_is_the_old_process_tstp_to_its_units_stop(bench: ModuleType) -> N
     assert bench.drain_seconds(entries, [4242]) == pytest.approx(12.25)
 
 
+def test_drain_in_user_scope_ends_at_the_user_managers_stop(bench: ModuleType) -> None:
+    old_unit = "sidekiq-default@a.service"
+    in_deploys_manager = {"_PID": "900", "_COMM": "systemd", "_SYSTEMD_UNIT": "user@1000.service"}
+    entries = [
+        entry(
+            T + 1,
+            "Received TSTP, no longer accepting new work",
+            _PID="4242",
+            _SYSTEMD_UNIT="user@1000.service",
+            _SYSTEMD_USER_UNIT=old_unit,
+        ),
+        entry(
+            T + 5,
+            "Stopped sidekiq-default@b.service.",
+            **in_deploys_manager,
+            USER_UNIT="sidekiq-default@b.service",
+        ),
+        entry(T + 8, "Stopped sidekiq-default@a.service.", _PID="901", _COMM="logger", USER_UNIT=old_unit),
+        entry(T + 9.5, "Stopped sidekiq-default@a.service.", **in_deploys_manager, USER_UNIT=old_unit),
+    ]
+    assert bench.drain_seconds(entries, [4242]) == pytest.approx(8.5)
+
+
 def test_drain_is_unknown_without_a_quieted_and_stopped_old_process(bench: ModuleType) -> None:
     unit = "sidekiq-default@a.service"
     quieted = entry(T + 1, "Received TSTP, no longer accepting new work", _PID="4242", _SYSTEMD_UNIT=unit)

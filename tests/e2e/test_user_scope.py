@@ -15,7 +15,9 @@ from components.config import Stage, parse_stage, resolve_files, values_from_sta
 from components.render import render_files
 from tests.e2e.conftest import PulumiProject, wait_until
 from tests.e2e.test_local_stage import APP, processed
+from tests.e2e.test_memory import GROWING, release_with
 from tests.e2e.test_ops_verbs import fleet
+from tests.pulumi_project import bench_rollout
 
 pytestmark = pytest.mark.e2e
 
@@ -168,3 +170,75 @@ def test_deploys_links_and_fifos_in_its_home_never_steer_root(
     host.exec(with_the_fix_reverted(uninstall, project), check=True)
     assert host.exec(f"test -e {victim}").returncode != 0, "the control did not show the attack"
     as_deploy(host, f"rm {state}")
+
+
+# --- issue 19 in user scope: deploy's own manager runs the recycle timer ----------------------------
+
+RECYCLE_ABOVE_MIB = 160
+
+
+def recycle_journal(host: localhosts.Host, since: float) -> list[str]:
+    out = host.exec(
+        f"journalctl _SYSTEMD_USER_UNIT=sidekiq-recycle.service -o cat --no-pager --since @{int(since)}",
+        check=True,
+    ).stdout
+    return out.splitlines()
+
+
+def test_a_growing_user_unit_is_recycled_with_no_gap_by_deploys_timer(
+    project: PulumiProject, hosts: localhosts.Fleet
+) -> None:
+    (host,) = hosts
+    release_with(host, "20260108000000", GROWING)
+    project.config_set("sidekiq.recycleAboveMiB", str(RECYCLE_ABOVE_MIB))
+    project.config_set("sidekiq.recycleCheckSeconds", "5")
+    project.config_set("appVersion", "local-user-grow")
+    project.up()
+    assert as_deploy(host, "systemctl --user is-active sidekiq-recycle.timer").strip() == "active"
+    assert host.exec(f"stat -c %U {UNIT_DIR}/sidekiq-recycle.timer").stdout == "deploy\n"
+    assert host.exec("test -e /etc/systemd/system/sidekiq-recycle.timer").returncode != 0
+    bench = bench_rollout().Bench([host], project, rate=20, job_seconds=0.1)
+    began = time.time()
+
+    def recycled() -> tuple[float, str]:
+        start = time.monotonic()
+        wait_until(
+            lambda: any("recycling it" in line for line in recycle_journal(host, began)), 240, "a recycle"
+        )
+        return time.monotonic() - start, ""
+
+    (run,) = bench.trial("recycle", None, recycled).hosts
+    assert run.pushed >= 100, run
+    assert run.lost == [], run
+    assert run.twice == {}, run
+    assert run.old_pids, f"no job ran on the growing process: {run}"
+    assert run.new_pids, f"no switch to a new process: {run}"
+    assert run.gap is not None, run
+    assert run.gap <= max(run.ambient or 0, 0.05) + 0.1, run
+    assert run.drain is not None, f"no TSTP and stop of the old slot in the journal: {run}"
+    (line,) = [line for line in recycle_journal(host, began) if "recycling it" in line]
+    assert re.search(
+        rf"process default: sidekiq-default@[ab]\.service uses \d+ MiB \(RSS of PID \d+\), above "
+        rf"recycleAboveMiB {RECYCLE_ABOVE_MIB} MiB; recycling it",
+        line,
+    ), line
+    # The record is deploy's, in deploy's state directory, and status reads it back.
+    record = f"{HOME}/.local/state/sidekiq-fleet/sidekiq/recycled-default"
+    assert host.exec(f"stat -c %U {record}").stdout == "deploy\n"
+    status = as_deploy(host, f"{CONTROL} status")
+    assert f"recycle={RECYCLE_ABOVE_MIB * 1048576} recycled=20" in status, status
+    assert "version=local-user-grow" in status, status
+
+    # Under load the new process grows past the limit again: the default interval (300 s) holds it back.
+    def held_back() -> tuple[float, str]:
+        start = time.monotonic()
+        wait_until(
+            lambda: any("recycleMinIntervalSeconds is 300" in line for line in recycle_journal(host, began)),
+            120,
+            "a check that waits for the interval",
+        )
+        return time.monotonic() - start, ""
+
+    (run,) = bench.trial("recycle", None, held_back).hosts
+    assert (run.lost, run.twice, run.old_pids, run.new_pids) == ([], {}, [], []), run
+    assert sum("recycling it" in line for line in recycle_journal(host, began)) == 1
