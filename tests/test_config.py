@@ -1766,6 +1766,11 @@ MEMORY_KEYS = {
         "seconds, 30 to 86400: at most one recycle per process in that time; 300 when unset",
     ),
 }
+# Where a process's key reads otherwise: its recycleAboveMiB also takes 0, to turn the stage's off.
+PROCESS_RECYCLE_ABOVE_FORM = (
+    "MiB, 64 to 1048576: a serving slot above it is replaced with no gap; below memoryHigh and memoryMax; "
+    "0 turns off sidekiq.recycleAboveMiB for this process"
+)
 # The ResolvedProcess attribute of each key.
 MEMORY_ATTRIBUTES = {
     "memoryHigh": "memory_high",
@@ -1812,8 +1817,49 @@ def test_memory_and_recycle_keys_refuse_one_past_their_bounds(place, key, side) 
         else (largest + 1, f"less than or equal to {largest}")
     )
     full_key = f"sidekiq.{key}" if place == "stage" else f"sidekiq.processes[1].{key}"
+    if place == "process" and key == "recycleAboveMiB":
+        form = PROCESS_RECYCLE_ABOVE_FORM
+        reason = "0 or greater than or equal to 64" if side == "below" else reason
     assert problems_of(with_memory_key(place, key, value)) == [
         f"{NS}:{full_key}: Input should be {reason}; expected {form}"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"), [(-1, "greater than or equal to 0"), (1, "0 or greater than or equal to 64")]
+)
+def test_a_process_recycle_above_mib_between_off_and_a_limit_is_refused(value, reason) -> None:
+    values = with_change(with_memory_key("process", "recycleAboveMiB", value), "sidekiq.recycleAboveMiB", 512)
+    assert problems_of(values) == [
+        f"{NS}:sidekiq.processes[1].recycleAboveMiB: Input should be {reason}; "
+        f"expected {PROCESS_RECYCLE_ABOVE_FORM}"
+    ]
+
+
+def test_a_process_turns_off_the_stages_recycling_with_0() -> None:
+    values = with_change(
+        EC2_BASE,
+        "sidekiq",
+        {
+            "recycleAboveMiB": 700,
+            "recycleCheckSeconds": 20,
+            "processes": [{"name": "default"}, {"name": "cron", "recycleAboveMiB": 0}, {"name": "low"}],
+        },
+    )
+    stage = parse_stage("staging", values)
+    assert [(p.name, p.recycle_above_mib) for p in stage.processes] == [
+        ("default", 700),
+        ("cron", None),
+        ("low", 700),
+    ]
+    assert [p.name for p in stage.recycling] == ["default", "low"]
+    assert stage.config.sidekiq.processes[1].recycle_above_mib == 0
+
+
+def test_0_in_the_stages_recycle_above_mib_is_refused() -> None:
+    assert problems_of(with_change(EC2_BASE, "sidekiq.recycleAboveMiB", 0)) == [
+        f"{NS}:sidekiq.recycleAboveMiB: Input should be greater than or equal to 64; expected "
+        f"{MEMORY_KEYS['recycleAboveMiB'][2]}"
     ]
 
 
@@ -1954,6 +2000,35 @@ ABOVE_NOT_BELOW = (
             "process mail; expected recycleAboveMiB there or under sidekiq, or no recycleMinIntervalSeconds",
             id="process-interval-without-above",
         ),
+        pytest.param(
+            {
+                "processes": [
+                    {"name": "default", "recycleAboveMiB": 512},
+                    {"name": "cron", "recycleAboveMiB": 0},
+                ]
+            },
+            "sidekiq.processes[1].recycleAboveMiB: 0 turns off sidekiq.recycleAboveMiB for process cron, "
+            "which is not set; expected 64 to 1048576 to recycle this process, or no recycleAboveMiB",
+            id="process-off-without-the-stages",
+        ),
+        pytest.param(
+            {"recycleAboveMiB": 512, "processes": [{"name": "cron", "recycleAboveMiB": 0}]},
+            "sidekiq.recycleAboveMiB: has no effect, as every process turns it off with recycleAboveMiB: 0; "
+            "expected a process without recycleAboveMiB: 0, or no recycleAboveMiB",
+            id="stage-above-every-process-off",
+        ),
+        pytest.param(
+            {
+                "recycleAboveMiB": 512,
+                "processes": [
+                    {"name": "default"},
+                    {"name": "cron", "recycleAboveMiB": 0, "recycleCheckSeconds": 5},
+                ],
+            },
+            "sidekiq.processes[1].recycleCheckSeconds: has no effect without recycleAboveMiB for process "
+            "cron; expected recycleAboveMiB there or under sidekiq, or no recycleCheckSeconds",
+            id="process-check-with-recycling-off",
+        ),
     ],
 )
 def test_memory_settings_that_contradict_each_other_are_refused_naming_the_key(sidekiq, problem) -> None:
@@ -1976,9 +2051,20 @@ def test_memory_settings_that_contradict_each_other_are_refused_naming_the_key(s
             id="first-recycling-process",
         ),
         pytest.param(
-            {"recycleAboveMiB": 512, "processes": [{"name": "a", "recycleAboveMiB": 600}]},
+            {"recycleAboveMiB": 512, "processes": [{"name": "a"}, {"name": "b", "recycleAboveMiB": 600}]},
             "sidekiq.recycleAboveMiB",
-            id="stage-before-process",
+            id="stage-of-the-first-process",
+        ),
+        pytest.param(
+            # The stage's value is not the first process's: that one's own is named.
+            {"recycleAboveMiB": 512, "processes": [{"name": "a", "recycleAboveMiB": 600}, {"name": "b"}]},
+            "sidekiq.processes[0].recycleAboveMiB",
+            id="process-own-before-the-stages",
+        ),
+        pytest.param(
+            {"recycleAboveMiB": 512, "processes": [{"name": "a", "recycleAboveMiB": 0}, {"name": "b"}]},
+            "sidekiq.recycleAboveMiB",
+            id="first-process-off",
         ),
     ],
 )

@@ -991,6 +991,17 @@ def test_the_control_script_knows_each_processes_memory_settings(existing_values
         assert line in lines, line
 
 
+def test_a_process_with_recycling_off_has_0_beside_the_stages_limit(existing_values) -> None:
+    existing_values["sidekiq"] = {
+        "recycleAboveMiB": 900,
+        "recycleCheckSeconds": 15,
+        "processes": [{"name": "default"}, {"name": "cron", "recycleAboveMiB": 0}],
+    }
+    stage = stage_from(existing_values)
+    assert "recycle_above_mib=( 900 0 )" in control_lines(stage)
+    assert "OnUnitActiveSec=15\n" in render_recycle_timer(stage)
+
+
 def test_the_control_script_without_memory_settings(existing_values) -> None:
     lines = control_lines(stage_from(existing_values))
     for line in [

@@ -368,6 +368,26 @@ RecycleAboveMiB = Annotated[
         "below memoryHigh and memoryMax; recycling is off without it",
     ),
 ]
+
+
+def _off_or_a_limit(mib: int | None) -> int | None:
+    if mib is not None and 0 < mib < 64:
+        raise ValueError("Input should be 0 or greater than or equal to 64")
+    return mib
+
+
+# A process may turn off the stage's recycling with 0.
+ProcessRecycleAboveMiB = Annotated[
+    int | None,
+    Field(
+        alias="recycleAboveMiB",
+        ge=0,
+        le=1048576,
+        description="MiB, 64 to 1048576: a serving slot above it is replaced with no gap; "
+        "below memoryHigh and memoryMax; 0 turns off sidekiq.recycleAboveMiB for this process",
+    ),
+    AfterValidator(_off_or_a_limit),
+]
 RecycleCheckSeconds = Annotated[
     int | None,
     Field(ge=5, le=3600, description="seconds between memory checks, 5 to 3600; 30 when unset"),
@@ -404,7 +424,7 @@ class Process(_Model):
     )
     memory_high: MemoryHigh = None
     memory_max: MemoryMax = None
-    recycle_above_mib: RecycleAboveMiB = None
+    recycle_above_mib: ProcessRecycleAboveMiB = None
     recycle_check_seconds: RecycleCheckSeconds = None
     recycle_min_interval_seconds: RecycleMinIntervalSeconds = None
 
@@ -565,7 +585,7 @@ class Sidekiq(_Model):
             )
         return self
 
-    def _memory_setting(self, process: Process | None, index: int, field: str) -> tuple[int | None, str]:
+    def memory_setting(self, process: Process | None, index: int, field: str) -> tuple[int | None, str]:
         """A process's own value and its key, else the stage's."""
         own = None if process is None else getattr(process, field)
         if own is not None:
@@ -576,7 +596,7 @@ class Sidekiq(_Model):
         recycling = False  # pragma: no mutate - None is as false for `recycling or ...`
         for index, process in enumerate(self.processes or [None]):
             (high, high_key), (top, top_key), (above, above_key) = (
-                self._memory_setting(process, index, field)
+                self.memory_setting(process, index, field)
                 for field in ("memory_high", "memory_max", "recycle_above_mib")
             )
             if high is not None and top is not None and high >= top:
@@ -591,14 +611,24 @@ class Sidekiq(_Model):
                     "process would be throttled or killed before it is recycled; expected recycleAboveMiB "
                     "below memoryHigh and memoryMax"
                 )
-            recycling = recycling or above is not None
+            if process is not None and process.recycle_above_mib == 0 and self.recycle_above_mib is None:
+                raise ValueError(
+                    f"{above_key}: 0 turns off sidekiq.recycleAboveMiB for process {process.name}, which "
+                    "is not set; expected 64 to 1048576 to recycle this process, or no recycleAboveMiB"
+                )
+            recycling = recycling or bool(above)
             for field in ("recycle_check_seconds", "recycle_min_interval_seconds"):
-                if process is not None and getattr(process, field) is not None and above is None:
+                if process is not None and getattr(process, field) is not None and not above:
                     raise ValueError(
                         f"processes[{index}].{_key(field)}: has no effect without recycleAboveMiB for "
                         f"process {process.name}; expected recycleAboveMiB there or under sidekiq, or no "
                         f"{_key(field)}"
                     )
+        if self.recycle_above_mib is not None and not recycling:
+            raise ValueError(
+                "recycleAboveMiB: has no effect, as every process turns it off with recycleAboveMiB: 0; "
+                "expected a process without recycleAboveMiB: 0, or no recycleAboveMiB"
+            )
         for field in ("recycle_check_seconds", "recycle_min_interval_seconds"):
             if getattr(self, field) is not None and not recycling:
                 raise ValueError(
@@ -698,16 +728,18 @@ class StageConfig(_Model):
             )
         sidekiq = self.sidekiq
         recycled = [
-            f"processes[{index}].recycleAboveMiB"
-            for index, process in enumerate(sidekiq.processes or [])
-            if process.recycle_above_mib is not None
+            key
+            for above, key in (
+                sidekiq.memory_setting(process, index, "recycle_above_mib")
+                for index, process in enumerate(sidekiq.processes or [None])
+            )
+            if above
         ]
-        if self.rollout.strategy == "restart" and (sidekiq.recycle_above_mib is not None or recycled):
-            key = "recycleAboveMiB" if sidekiq.recycle_above_mib is not None else recycled[0]
+        if self.rollout.strategy == "restart" and recycled:
             raise ValueError(
-                f"sidekiq.{key}: recycling starts a second process beside the one it replaces, which "
-                "rollout.strategy: restart says the host cannot hold; expected rollout.strategy: overlap, "
-                "or no recycleAboveMiB"
+                f"sidekiq.{recycled[0]}: recycling starts a second process beside the one it replaces, "
+                "which rollout.strategy: restart says the host cannot hold; expected rollout.strategy: "
+                "overlap, or no recycleAboveMiB"
             )
         if "MALLOC_ARENA_MAX" in self.env:
             raise ValueError("env.MALLOC_ARENA_MAX: the unit sets it to 2; expected other names")
@@ -770,7 +802,8 @@ class Stage(BaseModel):
                 drain_timeout=process.drain_timeout or drain_timeout,
                 memory_high=process.memory_high or sidekiq.memory_high,
                 memory_max=process.memory_max or sidekiq.memory_max,
-                recycle_above_mib=process.recycle_above_mib or sidekiq.recycle_above_mib,
+                # 0, a process's own "off", is None here, as unset is.
+                recycle_above_mib=sidekiq.memory_setting(process, index, "recycle_above_mib")[0] or None,
                 recycle_check_seconds=process.recycle_check_seconds
                 or sidekiq.recycle_check_seconds
                 or DEFAULT_RECYCLE_CHECK_SECONDS,
@@ -778,7 +811,7 @@ class Stage(BaseModel):
                 or sidekiq.recycle_min_interval_seconds
                 or DEFAULT_RECYCLE_MIN_INTERVAL_SECONDS,
             )
-            for process in declared
+            for index, process in enumerate(declared)
         ]
 
     @property
