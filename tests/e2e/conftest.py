@@ -74,3 +74,17 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+def assert_clean_trial(trial: Any, min_pushed: int = 100) -> None:
+    """bench/rollout.py's measures of a switch under load: nothing lost or run twice, jobs on the old
+    process and on the new, and the gap within the ambient spacing of job starts, with a push slot of
+    slack for a loaded machine."""
+    for run in trial.hosts:
+        assert run.pushed >= min_pushed, run
+        assert run.lost == [], run
+        assert run.twice == {}, run
+        assert run.old_pids, f"{run.host}: no job ran on the old process: {run}"
+        assert run.new_pids, f"{run.host}: no switch to a new process: {run}"
+        assert run.gap is not None, run
+        assert run.gap <= max(run.ambient or 0, 0.05) + 0.1, run
